@@ -1,0 +1,25 @@
+"""Implementations of the core's seams: ``memory`` (one process) and ``redis`` (many nodes).
+
+``build(config, reactor)`` picks one from ``[backend] kind`` and returns a
+``Backend``: the session store, scope and hub, plus the services that keep
+them (purging, connections) for the service tree.
+"""
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Backend:
+    sessions: object
+    scope: object
+    hub: object
+    services: list = field(default_factory=list)
+    # Later issues: locks (ILockStore) and sips (ISipStore) join here.
+
+
+def build(config, reactor):
+    if config.backend.kind == "redis":
+        from hpxd.backends import redis
+        return redis.build(config, reactor)
+    from hpxd.backends import memory
+    return memory.build(config, reactor)

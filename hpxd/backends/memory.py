@@ -1,0 +1,130 @@
+"""The in-process backend: one node, nothing else to install.
+
+Values are kept as JSON text, as the Redis backend keeps them, so an app that
+stores something Redis could not hold fails here too, not only in production.
+"""
+
+import json
+
+from twisted.application.internet import TimerService
+from twisted.internet import defer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from hpxd.core import errors
+from hpxd.core.hub import COMMAND, PUSH, HubMessage, LocalClients
+from hpxd.core.interfaces import IHub, IScope, ISessionStore
+from hpxd.core.sessions import Session, new_session_id
+
+
+def dump_json(value, what):
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError) as e:
+        raise errors.BadArguments(f"{what} must be JSON-serialisable ({e})") from None
+
+
+@implementer(ISessionStore)
+class MemorySessionStore:
+    log = Logger()
+
+    def __init__(self, lifespan, clock=None):
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.lifespan = lifespan
+        self.clock = clock
+        self._sessions = {}  # id -> [json text, expires at]
+
+    def create(self, user_info):
+        session = Session(new_session_id(), dict(user_info), {})
+        self._sessions[session.id] = [session.to_json(), self.clock.seconds() + self.lifespan]
+        return defer.succeed(session)
+
+    def get(self, session_id):
+        entry = self._sessions.get(session_id) if isinstance(session_id, str) else None
+        now = self.clock.seconds()
+        if entry is None or entry[1] <= now:
+            if entry is not None:
+                del self._sessions[session_id]
+            return defer.fail(errors.SessionExpired())
+        entry[1] = now + self.lifespan
+        return defer.succeed(Session.from_json(session_id, entry[0]))
+
+    def save(self, session):
+        entry = self._sessions.get(session.id)
+        if entry is None:
+            return defer.fail(errors.SessionExpired())
+        text = dump_json({"user_info": session.user_info, "data": session.data}, "session data")
+        entry[0] = text
+        entry[1] = self.clock.seconds() + self.lifespan
+        return defer.succeed(None)
+
+    def delete(self, session_id):
+        self._sessions.pop(session_id, None)
+        return defer.succeed(None)
+
+    def purge(self):
+        now = self.clock.seconds()
+        dead = [sid for sid, (_, expires) in self._sessions.items() if expires <= now]
+        for sid in dead:
+            del self._sessions[sid]
+        if dead:
+            self.log.debug("purged {n} expired sessions", n=len(dead))
+        return len(dead)
+
+    def __len__(self):
+        return len(self._sessions)
+
+    def service(self, interval):
+        """A service that purges expired sessions every ``interval`` seconds."""
+        service = TimerService(interval, self.purge)
+        service.clock = self.clock
+        return service
+
+
+@implementer(IScope)
+class MemoryScope:
+    def __init__(self):
+        self._values = {}
+
+    def get(self, key, default=None):
+        text = self._values.get(str(key))
+        return defer.succeed(default if text is None else json.loads(text))
+
+    def set(self, key, value):
+        try:
+            self._values[str(key)] = dump_json(value, "scope values")
+        except errors.HpxdError as e:
+            return defer.fail(e)
+        return defer.succeed(None)
+
+    def delete(self, key):
+        self._values.pop(str(key), None)
+        return defer.succeed(None)
+
+
+@implementer(IHub)
+class MemoryHub(LocalClients):
+    """One node: every push is a local delivery."""
+
+    def broadcast(self, action, data=None):
+        self.deliver(HubMessage(PUSH, action, data))
+        return defer.succeed(None)
+
+    def send_to_session(self, session_id, action, data=None):
+        self.deliver(HubMessage(PUSH, action, data), session_id=session_id)
+        return defer.succeed(None)
+
+    def send_to_client(self, client_id, action, data=None):
+        self.deliver(HubMessage(PUSH, action, data), client_id=client_id)
+        return defer.succeed(None)
+
+    def command(self, name):
+        self.deliver(HubMessage(COMMAND, name))
+
+
+def build(config, reactor):
+    from hpxd.backends import Backend
+    sessions = MemorySessionStore(config.sessions.lifespan_seconds, reactor)
+    return Backend(sessions, MemoryScope(), MemoryHub(),
+                   [sessions.service(config.sessions.purge_interval_seconds)])

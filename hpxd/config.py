@@ -1,0 +1,252 @@
+"""Load and validate the configuration, all of it, before anything starts.
+
+The built-in defaults below are what ``config/hpxd.toml`` spells out; a test
+keeps the two identical. ``load(path)`` returns a ``Config`` or raises
+``ConfigError`` whose text is the one line printed to the sysadmin.
+"""
+
+import tomllib
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from urllib.parse import urlsplit
+
+from hpxd.core.auth import PRIVILEGES, Role, User
+from hpxd.core.passwords import parse_hash
+
+
+class ConfigError(Exception):
+    def __init__(self, where, key, problem):
+        self.where, self.key, self.problem = where, key, problem
+        super().__init__(f"{where}: {key}: {problem}")
+
+
+def _str(v):
+    return isinstance(v, str)
+
+
+def _bool(v):
+    return isinstance(v, bool)
+
+
+def _pos_int(v):
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def _non_neg_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+
+
+def _str_list(v):
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+# section -> key -> (check, what the check wants, default)
+SCHEMA = {
+    "server": {
+        "name": (_str, "a string", "hpxd"),
+        "data_dir": (_str, "a string", "hpxd-data"),
+        "shutdown_timeout": (_non_neg_number, "a number >= 0", 10),
+    },
+    "tcp": {
+        "listen": (_str_list, "a list of endpoint strings", ["tcp:7007:interface=127.0.0.1"]),
+        "max_message_bytes": (_pos_int, "an integer > 0", 8 * 1024 * 1024),
+        "handshake_timeout": (_non_neg_number, "a number >= 0", 30),
+        "idle_timeout": (_non_neg_number, "a number >= 0", 900),
+    },
+    "web": {
+        "listen": (_str_list, "a list of endpoint strings", ["tcp:7008:interface=127.0.0.1"]),
+        "static_dir": (_str, "a string", ""),
+        "max_body_bytes": (_pos_int, "an integer > 0", 1024 * 1024),
+        "allowed_origins": (_str_list, "a list of origin patterns",
+                            ["http://127.0.0.1:7008", "http://localhost:7008"]),
+    },
+    "sessions": {
+        "lifespan_seconds": (_pos_int, "an integer > 0", 1800),
+        "connection_grace_seconds": (_non_neg_number, "a number >= 0", 10),
+        "purge_interval_seconds": (_pos_int, "an integer > 0", 60),
+    },
+    "backend": {
+        "kind": (lambda v: v in ("memory", "redis"), '"memory" or "redis"', "memory"),
+        "redis_url": (_str, "a string", "redis://127.0.0.1:6379/0"),
+        "redis_pool_size": (_pos_int, "an integer > 0", 4),
+        "redis_connect_timeout": (_non_neg_number, "a number >= 0", 5),
+        "redis_reply_timeout": (_non_neg_number, "a number >= 0", 5),
+    },
+    "database": {
+        "url": (_str, "a string", "sqlite:///{data_dir}/hpxd.sqlite3"),
+    },
+    "auth": {
+        "guest_allowed": (_bool, "true or false", True),
+        "guest_role": (_str, "a string", "guest"),
+        "failed_login_delay": (_non_neg_number, "a number >= 0", 1.0),
+    },
+    "app": {
+        "module": (_str, "a Python module path", "hpxd.demo"),
+    },
+}
+
+DEFAULT_ROLES = {
+    "guest": {"privileges": {"*": ["view"]}},
+    "user": {"privileges": {"*": ["view", "create", "edit", "delete"]}},
+    "admin": {"admin": True, "server_commands": True},
+}
+ROLE_KEYS = {"admin": _bool, "server_commands": _bool, "privileges": dict}
+USER_KEYS = ("name", "password_hash", "role")
+
+
+@dataclass
+class Config:
+    path: str
+    server: SimpleNamespace
+    tcp: SimpleNamespace
+    web: SimpleNamespace
+    sessions: SimpleNamespace
+    backend: SimpleNamespace
+    database: SimpleNamespace
+    auth: SimpleNamespace
+    app: SimpleNamespace
+    roles: dict = field(default_factory=dict)
+    users: dict = field(default_factory=dict)
+
+    @property
+    def database_url(self):
+        return self.database.url.replace("{data_dir}", self.server.data_dir)
+
+
+def load(path=None, check_endpoint=None):
+    """Read ``path`` (None: built-in defaults) and validate every key."""
+    where = path or "<built-in defaults>"
+    raw = _read(path) if path else {}
+    return from_dict(raw, where, check_endpoint)
+
+
+def _read(path):
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(path, "-", "file not found") from None
+    except OSError as e:
+        raise ConfigError(path, "-", f"cannot read file ({e.strerror})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(path, "-", f"not valid TOML ({e})") from None
+
+
+def from_dict(raw, where="<dict>", check_endpoint=None):
+    known = set(SCHEMA) | {"roles", "users"}
+    for name in raw:
+        if name not in known:
+            raise ConfigError(where, name, f"unknown section (known: {', '.join(sorted(known))})")
+    sections = {name: _section(raw.get(name, {}), name, keys, where)
+                for name, keys in SCHEMA.items()}
+    roles = _roles(raw.get("roles", DEFAULT_ROLES), where)
+    users = _users(raw.get("users", []), roles, where)
+    config = Config(path=where, roles=roles, users=users, **sections)
+    _cross_checks(config, where, check_endpoint)
+    return config
+
+
+def _section(values, name, keys, where):
+    if not isinstance(values, dict):
+        raise ConfigError(where, name, "must be a table [" + name + "]")
+    for key in values:
+        if key not in keys:
+            raise ConfigError(where, f"{name}.{key}", f"unknown key (known: {', '.join(keys)})")
+    out = {}
+    for key, (check, wanted, default) in keys.items():
+        value = values.get(key, default)
+        if not check(value):
+            raise ConfigError(where, f"{name}.{key}", f"must be {wanted}, not {value!r}")
+        out[key] = value
+    return SimpleNamespace(**out)
+
+
+def _roles(raw, where):
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(where, "roles", "must hold at least one [roles.NAME] table")
+    roles = {}
+    for name, spec in raw.items():
+        key = f"roles.{name}"
+        if not isinstance(spec, dict):
+            raise ConfigError(where, key, "must be a table")
+        for k, v in spec.items():
+            if k not in ROLE_KEYS:
+                raise ConfigError(where, f"{key}.{k}", f"unknown key (known: {', '.join(ROLE_KEYS)})")
+            if k != "privileges" and not _bool(v):
+                raise ConfigError(where, f"{key}.{k}", f"must be true or false, not {v!r}")
+        privileges = spec.get("privileges", {})
+        roles[name] = Role(name, spec.get("admin", False), spec.get("server_commands", False),
+                           _privileges(privileges, f"{key}.privileges", where))
+    return roles
+
+
+def _privileges(raw, key, where):
+    if not isinstance(raw, dict):
+        raise ConfigError(where, key, 'must be a table like { "*" = ["view"] }')
+    out = {}
+    for item, privs in raw.items():
+        if not _str_list(privs) or not set(privs) <= set(PRIVILEGES):
+            raise ConfigError(where, f"{key}.{item}",
+                              f"must be a list drawn from {list(PRIVILEGES)}, not {privs!r}")
+        out[item] = frozenset(privs)
+    return out
+
+
+def _users(raw, roles, where):
+    if not isinstance(raw, list):
+        raise ConfigError(where, "users", "must be an array of [[users]] tables")
+    users = {}
+    for i, spec in enumerate(raw):
+        key = f"users[{i}]"
+        if not isinstance(spec, dict):
+            raise ConfigError(where, key, "must be a table")
+        for k in spec:
+            if k not in USER_KEYS:
+                raise ConfigError(where, f"{key}.{k}", f"unknown key (known: {', '.join(USER_KEYS)})")
+        for k in USER_KEYS:
+            if not _str(spec.get(k)) or not spec.get(k):
+                raise ConfigError(where, f"{key}.{k}", "is required and must be a non-empty string")
+        name = spec["name"]
+        if name in users:
+            raise ConfigError(where, f"{key}.name", f"user {name!r} is defined twice")
+        if spec["role"] not in roles:
+            raise ConfigError(where, f"{key}.role", f"no role named {spec['role']!r}")
+        try:
+            parse_hash(spec["password_hash"])
+        except ValueError as e:
+            raise ConfigError(where, f"{key}.password_hash",
+                              f"{e}; make one with 'python -m hpxd.passwd'") from None
+        users[name] = User(name, spec["password_hash"], spec["role"])
+    return users
+
+
+def _cross_checks(config, where, check_endpoint):
+    if config.auth.guest_role not in config.roles:
+        raise ConfigError(where, "auth.guest_role", f"no role named {config.auth.guest_role!r}")
+    if config.backend.kind == "redis":
+        _check_redis_url(config.backend.redis_url, where)
+    url = config.database.url
+    if not url.startswith("sqlite://"):
+        raise ConfigError(where, "database.url", f"only sqlite:///PATH is supported, not {url!r}")
+    for door in ("tcp", "web"):
+        for i, desc in enumerate(getattr(config, door).listen):
+            if check_endpoint is not None:
+                try:
+                    check_endpoint(desc)
+                except Exception as e:
+                    raise ConfigError(where, f"{door}.listen[{i}]",
+                                      f"bad endpoint {desc!r} ({e})") from None
+
+
+def _check_redis_url(url, where):
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ConfigError(where, "backend.redis_url",
+                          f"must look like redis://HOST:PORT/DB or rediss://..., not {url!r}")
+    try:
+        parts.port
+        db = parts.path.strip("/")
+        if db and not db.isdigit():
+            raise ValueError(f"database number {db!r} is not an integer")
+    except ValueError as e:
+        raise ConfigError(where, "backend.redis_url", str(e)) from None

@@ -1,0 +1,153 @@
+"""The application: a task tree of items with exposed server functions.
+
+This is the public API (re-exported by ``hpxd.app``). Only functions
+registered with ``@item.function`` are callable; nothing else on an item is
+reachable by name from any door.
+"""
+
+import inspect
+import re
+from dataclasses import dataclass
+
+from hpxd.core import errors
+from hpxd.core.auth import PRIVILEGES
+
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+FIELD_TYPES = {"text": "TEXT", "integer": "INTEGER", "real": "REAL", "boolean": "INTEGER"}
+
+
+@dataclass(frozen=True)
+class Function:
+    item: "Item"
+    name: str
+    fn: object
+    requires: str = "view"
+    get: bool = False
+
+    @property
+    def full_name(self):
+        return self.name if self.item.is_task else f"{self.item.path}.{self.name}"
+
+    def bind(self, ctx, kwargs):
+        """Check the call's keyword arguments against the signature."""
+        try:
+            return inspect.signature(self.fn).bind(ctx, **kwargs)
+        except TypeError as e:
+            raise errors.BadArguments(f"{self.full_name}: {e}") from None
+
+
+class Item:
+    """A node of the task tree; table-backed when it has ``fields``."""
+
+    def __init__(self, task, parent, name, fields=None):
+        if not NAME_RE.match(name):
+            raise ValueError(f"item name {name!r} must be a Python identifier")
+        self.task = task or self
+        self.parent = parent
+        self.name = name
+        self.fields = _check_fields(fields or {})
+        self.functions = {}
+        self.children = {}
+        self.id = self.task._register(self)
+
+    @property
+    def is_task(self):
+        return self.parent is None
+
+    @property
+    def path(self):
+        """Dotted name below the task: "catalog", "catalog.parts"."""
+        if self.is_task:
+            return ""
+        return self.name if self.parent.is_task else f"{self.parent.path}.{self.name}"
+
+    @property
+    def table_name(self):
+        return "item_" + self.path.replace(".", "__") if self.fields else None
+
+    def item(self, name, fields=None):
+        if name in self.children:
+            raise ValueError(f"{self.path or 'task'} already has an item {name!r}")
+        child = Item(self.task, self, name, fields)
+        self.children[name] = child
+        return child
+
+    def function(self, fn=None, *, requires="view", get=False, name=None):
+        """Expose ``fn`` to every door: ``@item.function`` or ``@item.function(requires="edit")``."""
+        if requires not in PRIVILEGES:
+            raise ValueError(f"requires must be one of {PRIVILEGES}, not {requires!r}")
+
+        def register(f):
+            fname = name or f.__name__
+            if not NAME_RE.match(fname):
+                raise ValueError(f"function name {fname!r} must be a Python identifier")
+            if fname in self.functions:
+                raise ValueError(f"{self.path or 'task'} already has a function {fname!r}")
+            self.functions[fname] = Function(self, fname, f, requires, get)
+            return f
+
+        return register(fn) if fn is not None else register
+
+    def __repr__(self):
+        return f"<Item {self.path or self.name!r} id={self.id}>"
+
+
+class Task(Item):
+    """The root item. An app module exposes one as its attribute ``task``."""
+
+    def __init__(self, name):
+        self._by_id = {}
+        self.processes = {}
+        self.ext_handler = None
+        super().__init__(None, None, name)
+
+    def _register(self, item):
+        item_id = len(self._by_id) + 1
+        self._by_id[item_id] = item
+        return item_id
+
+    def item_by_id(self, item_id):
+        return self._by_id.get(item_id)
+
+    def item_by_name(self, path):
+        node = self
+        for part in path.split(".") if path else []:
+            node = node.children.get(part)
+            if node is None:
+                return None
+        return node
+
+    def items(self):
+        return list(self._by_id.values())
+
+    def resolve(self, fname):
+        """"add" -> task function; "catalog.test" -> function of item catalog."""
+        if not isinstance(fname, str) or not fname:
+            raise errors.InvalidMessage("fname must be a non-empty string")
+        path, _, name = fname.rpartition(".")
+        item = self.item_by_name(path)
+        function = item.functions.get(name) if item is not None else None
+        if function is None:
+            raise errors.FunctionNotFound(f"no function named {fname!r}")
+        return function
+
+    def process(self, name, interval=1.0):
+        """Declare a background producer ``f(ctx)`` run every ``interval`` seconds."""
+        def register(f):
+            self.processes[name] = (f, interval)
+            return f
+        return register
+
+    def on_ext_request(self, f):
+        """Handle POSTs from other services (Jam.py ``/ext/...``)."""
+        self.ext_handler = f
+        return f
+
+
+def _check_fields(fields):
+    for name, kind in fields.items():
+        if not NAME_RE.match(name) or name == "id":
+            raise ValueError(f"field name {name!r} must be an identifier other than 'id'")
+        if kind not in FIELD_TYPES:
+            raise ValueError(f"field {name!r}: type must be one of {list(FIELD_TYPES)}")
+    return dict(fields)

@@ -1,0 +1,70 @@
+"""The one dispatcher every door calls: resolve, authorise, run, map errors."""
+
+import inspect
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from hpxd.core import errors
+from hpxd.core.context import ItemContext
+
+
+class Dispatcher:
+    log = Logger()
+
+    def __init__(self, node):
+        self.node = node
+        self.accepting = True
+        self._inflight = set()
+
+    def call(self, session, fname, kwargs, environ, stream=None):
+        """Run ``fname`` for ``session``; a Deferred firing with the result or
+        failing with an ``HpxdError`` (never any other exception)."""
+        if not self.accepting:
+            return defer.fail(errors.ShuttingDown())
+        d = defer.ensureDeferred(self._call(session, fname, kwargs, environ, stream))
+        self._inflight.add(d)
+        d.addBoth(self._done, d)
+        return d
+
+    def _done(self, result, d):
+        self._inflight.discard(d)
+        return result
+
+    async def _call(self, session, fname, kwargs, environ, stream):
+        function = self.node.task.resolve(fname)
+        item = function.item
+        if not self.node.auth.can(session.user_info, self.node.privilege_key(item),
+                                  function.requires):
+            raise errors.PermissionDenied(
+                f"{fname}: your role {session.role!r} lacks {function.requires!r} on "
+                f"{self.node.privilege_key(item)!r}")
+        ctx = ItemContext(self.node, item, session, environ, stream)
+        bound = function.bind(ctx, kwargs if isinstance(kwargs, dict) else {})
+        before = session.snapshot()
+        try:
+            return await self._run(function, bound)
+        finally:
+            if session.snapshot() != before:
+                await self.node.sessions.save(session)
+
+    async def _run(self, function, bound):
+        try:
+            result = function.fn(*bound.args, **bound.kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+        except errors.HpxdError:
+            raise
+        except Exception:
+            self.log.failure("function {fname} failed", fname=function.full_name)
+            raise errors.UnhandledError() from None
+
+    def drain(self):
+        """Stop taking calls; fire when every call in flight has finished."""
+        self.accepting = False
+        return defer.DeferredList(list(self._inflight), consumeErrors=True)
+
+    @property
+    def inflight(self):
+        return len(self._inflight)

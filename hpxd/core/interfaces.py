@@ -1,0 +1,89 @@
+"""The core's seams. Backends (memory, redis) implement them.
+
+Every method returns a Deferred, even in the memory backend, so that code
+written against one backend runs unchanged on the other.
+"""
+
+from zope.interface import Attribute, Interface
+
+
+class ISessionStore(Interface):
+    lifespan = Attribute("Sliding lifespan of a session, in seconds.")
+
+    def create(user_info):
+        """Make a new session for ``user_info`` ({user_name, role}).
+
+        Fires with a L{hpxd.core.sessions.Session}.
+        """
+
+    def get(session_id):
+        """Fire with the live session and extend its lifespan.
+
+        Fails with L{hpxd.core.errors.SessionExpired} when the id is unknown
+        or its lifespan ran out; never falls back to a guest.
+        """
+
+    def save(session):
+        """Store the session's ``data`` dict. Fires with None."""
+
+    def delete(session_id):
+        """Forget a session (logout). Fires with None."""
+
+
+class IScope(Interface):
+    """The application's global shared store (cluster-wide with Redis).
+
+    Values must be JSON-serialisable; what comes back is a copy.
+    """
+
+    def get(key, default=None):
+        """Fire with the value stored under ``key``, or ``default``."""
+
+    def set(key, value):
+        """Store ``value`` under ``key``. Fires with None."""
+
+    def delete(key):
+        """Remove ``key``. Fires with None."""
+
+
+class IHubClient(Interface):
+    """One connected client of any door, as the hub sees it."""
+
+    client_id = Attribute("Unique id of this connection (str).")
+    session_id = Attribute("Id of the session the connection uses, or None.")
+
+    def deliver(message):
+        """Write a L{hpxd.core.hub.HubMessage} to this client, in its door's format."""
+
+
+class IHub(Interface):
+    """Fan-out of pushes to connected clients.
+
+    Application pushes (``broadcast``, ``send_to_session``, ``send_to_client``)
+    reach the clients of every node; ``command`` (server commands) stays on
+    this node, so a rolling restart quits one node at a time.
+    """
+
+    def register(client):
+        """Add an L{IHubClient}."""
+
+    def unregister(client):
+        """Remove an L{IHubClient}."""
+
+    def clients():
+        """The clients connected to this node (a list)."""
+
+    def broadcast(action, data):
+        """Push to every client of every node. Fires with None."""
+
+    def send_to_session(session_id, action, data):
+        """Push to every client using ``session_id``. Fires with None."""
+
+    def send_to_client(client_id, action, data):
+        """Push to one client. Fires with None."""
+
+    def command(name):
+        """Deliver the server command ``name`` to every client of this node."""
+
+# Later issues add ILockStore (record locks) and ISipStore (QFQ SIPs) here,
+# implemented by each backend in the same way as ISessionStore.

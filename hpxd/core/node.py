@@ -1,0 +1,40 @@
+"""One hpxd node: the application plus the seams, as every door sees it."""
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from hpxd.core.control import ServerControl
+from hpxd.core.dispatch import Dispatcher
+
+
+class Node:
+    """What a door needs: ``name``, ``task``, ``auth``, ``sessions``, ``scope``,
+    ``hub``, ``records``, ``dispatcher`` and ``control``.
+
+    ``stopper(status)`` is set by the service tree: it stops the listeners,
+    waits for calls in flight and ends the process with ``status``.
+    """
+
+    log = Logger()
+
+    def __init__(self, name, task, auth, sessions, scope, hub, records=None):
+        self.name = name
+        self.task = task
+        self.auth = auth
+        self.sessions = sessions
+        self.scope = scope
+        self.hub = hub
+        self.records = records
+        self.dispatcher = Dispatcher(self)
+        self.control = ServerControl(self)
+        self.stopper = None
+
+    def privilege_key(self, item):
+        """Roles grant privileges by item path; the task's own functions go by its name."""
+        return item.path or item.task.name
+
+    def stop(self, status=0):
+        if self.stopper is None:
+            self.dispatcher.accepting = False
+            return defer.succeed(None)
+        return defer.maybeDeferred(self.stopper, status)

@@ -1,0 +1,98 @@
+"""The embedded default application: enough to try every door by hand.
+
+    add(a, b)                 a + b
+    echo(value)               value back
+    whoami()                  your user name and role
+    count()                   a counter kept in your session's data
+    remember(key, value)      store in the shared scope (edit privilege)
+    recall(key)               read from the shared scope
+    wait(seconds)             answer after a delay (at most 30 s), off the reactor
+    announce(message)         broadcast to every client (edit privilege)
+    fail()                    raises an unexpected error (shows code 100)
+    catalog.test(a, b)        a + b, refused to guests
+    catalog.list(limit)       rows of the catalog table
+    catalog.add(name, price)  insert a row (create privilege)
+    catalog.remove(id)        delete a row (delete privilege)
+"""
+
+from twisted.internet import reactor, task as ttask
+
+from hpxd.app import Task
+
+task = Task("demo")
+
+
+@task.function
+def add(item, a, b):
+    return a + b
+
+
+@task.function(get=True)
+def echo(item, value=None):
+    return value
+
+
+@task.function(get=True)
+def whoami(item):
+    return dict(item.session.user_info)
+
+
+@task.function
+def count(item):
+    item.session.data["count"] = item.session.data.get("count", 0) + 1
+    return item.session.data["count"]
+
+
+@task.function(requires="edit")
+async def remember(item, key, value):
+    await item.scope.set(str(key), value)
+    return True
+
+
+@task.function
+async def recall(item, key):
+    return await item.scope.get(str(key))
+
+
+@task.function
+async def wait(item, seconds=1.0):
+    seconds = min(max(float(seconds), 0.0), 30.0)
+    await ttask.deferLater(reactor, seconds, lambda: None)
+    return seconds
+
+
+@task.function(requires="edit")
+async def announce(item, message):
+    await item.broadcast("announce", {"message": str(message),
+                                      "from": item.session.user_name})
+    return True
+
+
+@task.function
+def fail(item):
+    raise RuntimeError("the demo's fail() always fails")
+
+
+catalog = task.item("catalog", fields={"name": "text", "price": "real"})
+
+
+@catalog.function
+def test(item, a, b):
+    if item.session.role == "guest":
+        raise item.error("guests may not test")
+    return a + b
+
+
+@catalog.function(name="list")
+async def list_(item, limit=100):
+    return await item.records.select(limit=min(int(limit), 1000))
+
+
+@catalog.function(requires="create", name="add")
+async def add_row(item, name, price):
+    return await item.records.insert({"name": str(name), "price": float(price)})
+
+
+@catalog.function(requires="delete")
+async def remove(item, id):
+    return await item.records.delete(int(id)) == 1

@@ -1,0 +1,394 @@
+"""The TCP door: HappyPanda X RPC, gzip JSON messages ended by ``<EOF>``.
+
+Wire format: docs/tcp.md. Three objects, three jobs: ``HpxProtocol`` turns
+bytes into messages and replies, ``HpxFactory`` holds what connections share,
+``TcpDoor`` is the service that listens and, on shutdown, closes.
+"""
+
+import json
+import secrets
+import zlib
+
+from twisted.application import service
+from twisted.internet import defer, endpoints
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+from zope.interface import implementer
+
+import hpxd
+from hpxd.core import control, errors
+from hpxd.core.hub import COMMAND
+from hpxd.core.interfaces import IHubClient
+
+EOF_MARK = b"<EOF>"
+MAX_QUEUED = 16  # messages read ahead of processing before we stop reading
+NO_REPLY = object()  # the message's answer went out another way (a broadcast)
+
+
+def inflate(frame, limit):
+    """Gunzip ``frame``, refusing (410) as soon as output would pass ``limit``.
+
+    Never inflates more than ``limit + 1`` bytes, so a gzip bomb costs no
+    more memory than an honest message of the largest allowed size.
+    """
+    if not frame:
+        raise errors.ParsingError("empty message: expected gzip data before <EOF>")
+    out = bytearray()
+    data = frame
+    while data:  # a gzip file may hold several members
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out += inflater.decompress(data, limit - len(out) + 1)
+        except zlib.error as e:
+            raise errors.ParsingError(f"bad gzip data ({e})") from None
+        if len(out) > limit:
+            raise errors.ParsingError(f"message inflates to more than {limit} bytes")
+        if not inflater.eof:
+            raise errors.ParsingError("truncated gzip data")
+        data = inflater.unused_data
+    return bytes(out)
+
+
+def decode(frame, limit):
+    """Frame bytes -> the envelope dict, or an HpxdError."""
+    text = inflate(frame, limit)
+    try:
+        message = json.loads(text.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise errors.ParsingError("message is not UTF-8") from None
+    except ValueError as e:
+        raise errors.JSONParseError(f"invalid JSON ({e})") from None
+    return check_envelope(message)
+
+
+def check_envelope(message):
+    if not isinstance(message, dict):
+        raise errors.InvalidMessage('a message must be a JSON object {"session", "name", "data"}')
+    unknown = set(message) - {"session", "name", "data"}
+    if unknown:
+        raise errors.InvalidMessage(f"unknown envelope keys {sorted(unknown)}: "
+                                    'only "session", "name" and "data" are allowed')
+    if "data" not in message:
+        raise errors.InvalidMessage('the envelope has no "data" key')
+    for key in ("session", "name"):
+        if not isinstance(message.get(key, ""), str):
+            raise errors.InvalidMessage(f'"{key}" must be a string')
+    return message
+
+
+def encode(message):
+    return zlib_gzip(json.dumps(message).encode("utf-8")) + EOF_MARK
+
+
+def zlib_gzip(raw):
+    # gzip level 5, as the public client uses; zlib with a gzip header is the
+    # same bytes as gzip.compress but skips its Python-level file wrapper.
+    compressor = zlib.compressobj(5, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    return compressor.compress(raw) + compressor.flush()
+
+
+@implementer(IHubClient)
+class HpxProtocol(Protocol, TimeoutMixin):
+    log = Logger()
+
+    def __init__(self):
+        self.client_id = secrets.token_hex(16)
+        self.session_id = None
+        self._buffer = bytearray()
+        self._scan_from = 0
+        self._queue = []
+        self._busy = False
+        self._paused = False
+        self._closing = False
+        self._handshake_timer = None
+
+    # -- connection life -------------------------------------------------
+
+    def connectionMade(self):
+        factory = self.factory
+        factory.connections.add(self)
+        factory.node.hub.register(self)
+        peer = self.transport.getPeer()
+        self.peer = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+        self.setTimeout(factory.config.idle_timeout or None)
+        if factory.config.handshake_timeout:
+            self._handshake_timer = factory.clock.callLater(
+                factory.config.handshake_timeout, self._handshake_timed_out)
+        self._write(self._greeting())
+
+    def connectionLost(self, reason):
+        self.setTimeout(None)
+        self._cancel_handshake_timer()
+        self.factory.node.hub.unregister(self)
+        self.factory.connection_lost(self)
+
+    def timeoutConnection(self):
+        if self._busy:  # a long call is not idleness
+            self.resetTimeout()
+            return
+        self.log.info("closing idle TCP connection from {peer}", peer=self.peer)
+        self.transport.loseConnection()
+
+    def _handshake_timed_out(self):
+        self._handshake_timer = None
+        self.log.info("TCP handshake timed out for {peer}", peer=self.peer)
+        self._write(self._root_error(errors.AuthRequired("handshake timed out"), ""))
+        self.transport.loseConnection()
+
+    def _cancel_handshake_timer(self):
+        if self._handshake_timer is not None and self._handshake_timer.active():
+            self._handshake_timer.cancel()
+        self._handshake_timer = None
+
+    def close_when_idle(self):
+        """Finish the message in hand, then close (server shutdown)."""
+        self._closing = True
+        self._queue.clear()
+        if not self._busy:
+            self.transport.loseConnection()
+
+    # -- framing ---------------------------------------------------------
+
+    def dataReceived(self, data):
+        if self._closing:
+            return
+        self.resetTimeout()
+        self._buffer += data
+        limit = self.factory.config.max_message_bytes
+        while True:
+            end = self._buffer.find(EOF_MARK, self._scan_from)
+            if end < 0:
+                break
+            self._queue.append(bytes(self._buffer[:end]))
+            del self._buffer[:end + len(EOF_MARK)]
+            self._scan_from = 0
+        if len(self._buffer) > limit:
+            # No <EOF> within the limit: we cannot find the next message
+            # boundary safely, so answer once and hang up.
+            self._queue.append(errors.ParsingError(f"message larger than {limit} bytes"))
+            self._buffer.clear()
+            self._closing_after_queue = True
+        self._scan_from = max(0, len(self._buffer) - len(EOF_MARK) + 1)
+        if len(self._queue) > MAX_QUEUED and not self._paused:
+            self._paused = True
+            self.transport.pauseProducing()
+        self._pump()
+
+    _closing_after_queue = False
+
+    def _pump(self):
+        if self._busy or self._closing:
+            return
+        if not self._queue:
+            if self._paused:
+                self._paused = False
+                self.transport.resumeProducing()
+            if self._closing_after_queue:
+                self.transport.loseConnection()
+            return
+        self._busy = True
+        frame = self._queue.pop(0)
+        d = defer.ensureDeferred(self._answer(frame))
+        d.addCallback(self._reply)
+        d.addErrback(self._crashed)
+        d.addBoth(self._next)
+
+    def _next(self, _):
+        self._busy = False
+        if self._closing:
+            self.transport.loseConnection()
+        else:
+            self._pump()
+
+    def _crashed(self, failure):
+        # _answer turns every error into a reply; reaching here is our bug.
+        self.log.failure("TCP door failed on a message from {peer}", failure, peer=self.peer)
+        self._write(self._root_error(errors.UnhandledError(), ""))
+
+    def _reply(self, reply):
+        if reply is not NO_REPLY:
+            self._write(reply)
+
+    def _write(self, message):
+        if self.transport is not None and self.connected:
+            try:
+                data = encode(message)
+            except (TypeError, ValueError):
+                self.log.failure("reply to {peer} is not JSON-serialisable", peer=self.peer)
+                data = encode(self._root_error(errors.UnhandledError(), message.get("session", "")))
+            self.transport.write(data)
+
+    # -- messages --------------------------------------------------------
+
+    async def _answer(self, frame):
+        session_id = ""
+        try:
+            if isinstance(frame, errors.HpxdError):
+                raise frame
+            message = decode(frame, self.factory.config.max_message_bytes)
+            session_id = message.get("session", "")
+            data = message["data"]
+            if isinstance(data, dict):
+                return await self._handshake(data)
+            if isinstance(data, list):
+                return await self._calls(session_id, data)
+            return await self._command(session_id, data)
+        except errors.HpxdError as e:
+            self.log.info("TCP error {code} for {peer}: {msg}", code=e.code, msg=e.msg,
+                          peer=self.peer)
+            return self._root_error(e, session_id)
+
+    def _envelope(self, data, session_id=""):
+        return {"session": session_id, "name": self.factory.node.name, "data": data}
+
+    def _root_error(self, error, session_id):
+        reply = self._envelope({}, session_id)
+        reply["error"] = error.as_dict()
+        return reply
+
+    def _greeting(self):
+        return self._envelope({
+            "version": {"core": list(hpxd.VERSION), "db": [0, 0, 0], "torrent": [0, 0, 0]},
+            "guest_allowed": self.factory.node.auth.guest_allowed,
+        })
+
+    def _authenticated(self, session):
+        self.session_id = session.id
+        self._cancel_handshake_timer()
+
+    async def _handshake(self, data):
+        node = self.factory.node
+        if not data:
+            user_info = node.auth.guest()
+        else:
+            unknown = set(data) - {"user", "password"}
+            if unknown:
+                raise errors.InvalidMessage(
+                    f"handshake takes {{}} or {{\"user\", \"password\"}}, not {sorted(unknown)}")
+            if "user" not in data or "password" not in data:
+                raise errors.MissingCredentials("a user handshake needs both 'user' and 'password'")
+            user_info = await node.auth.login(data["user"], data["password"])
+        session = await node.sessions.create(user_info)
+        self._authenticated(session)
+        return self._envelope("Authenticated", session.id)
+
+    async def _session(self, session_id):
+        if not session_id:
+            raise errors.AuthRequired("do the handshake first, or send your session id")
+        session = await self.factory.node.sessions.get(session_id)
+        self._authenticated(session)
+        return session
+
+    async def _calls(self, session_id, calls):
+        session = await self._session(session_id)
+        environ = {"door": "tcp", "peer": self.peer, "client": self}
+        results = []
+        for call in calls:
+            results.append(await self._call(session, call, environ))
+        return self._envelope(results, session_id)
+
+    async def _call(self, session, call, environ):
+        if not isinstance(call, dict) or not isinstance(call.get("fname"), str):
+            error = errors.InvalidMessage('each call must be an object with a string "fname"')
+            fname = call.get("fname") if isinstance(call, dict) else None
+            return {"fname": fname, "data": None, "error": error.as_dict()}
+        fname = call["fname"]
+        kwargs = {k: v for k, v in call.items() if k != "fname"}
+        try:
+            result = await self.factory.node.dispatcher.call(session, fname, kwargs, environ,
+                                                             stream=fname)
+        except errors.HpxdError as e:
+            return {"fname": fname, "data": None, "error": e.as_dict()}
+        try:
+            json.dumps(result)
+        except (TypeError, ValueError):
+            self.log.error("{fname} returned a value that is not JSON: {value!r}",
+                           fname=fname, value=result)
+            error = errors.UnhandledError("the function returned a value that is not JSON")
+            return {"fname": fname, "data": None, "error": error.as_dict()}
+        return {"fname": fname, "data": result}
+
+    async def _command(self, session_id, data):
+        name = control.parse_command(data)
+        if name == control.REQUESTAUTH:
+            return self._greeting()
+        session = await self._session(session_id) if session_id else None
+        self.factory.node.control.run(session, name)
+        return NO_REPLY  # the broadcast of the command is the reply
+
+    # -- hub client --------------------------------------------------------
+
+    def deliver(self, message):
+        if message.kind == COMMAND:
+            self._write(self._envelope(message.action))
+        else:
+            self._write(self._envelope({"action": message.action, "data": message.data}))
+
+
+class HpxFactory(Factory):
+    protocol = HpxProtocol
+
+    def __init__(self, node, config, clock=None):
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.node = node
+        self.config = config
+        self.clock = clock
+        self.connections = set()
+        self._all_closed = []
+
+    def connection_lost(self, protocol):
+        self.connections.discard(protocol)
+        if not self.connections:
+            waiting, self._all_closed = self._all_closed, []
+            for d in waiting:
+                d.callback(None)
+
+    def close_all(self):
+        """Close every connection once its current message is answered."""
+        if not self.connections:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._all_closed.append(d)
+        for protocol in list(self.connections):
+            protocol.close_when_idle()
+        return d
+
+
+class TcpDoor(service.Service):
+    """Listens on every ``[tcp] listen`` endpoint."""
+
+    log = Logger()
+    name = "tcp"
+
+    def __init__(self, node, config, reactor=None):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
+        self.config = config
+        self.factory = HpxFactory(node, config, reactor)
+        self.ports = []
+        self.listening = None
+
+    async def _listen(self):
+        for description in self.config.listen:
+            endpoint = endpoints.serverFromString(self.reactor, description)
+            port = await endpoint.listen(self.factory)
+            self.ports.append(port)
+            self.log.info("TCP door listening on {address}", address=port.getHost())
+
+    def startService(self):
+        """Start listening; ``self.listening`` fires when every port is open."""
+        super().startService()
+        self.listening = defer.ensureDeferred(self._listen())
+
+    def stop_listening(self):
+        ports, self.ports = self.ports, []
+        return defer.DeferredList([defer.maybeDeferred(p.stopListening) for p in ports])
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        super().stopService()
+        yield self.stop_listening()
+        yield self.factory.close_all()

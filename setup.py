@@ -1,0 +1,21 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="hpxd",
+    version="0.1.0",
+    description="A multi-protocol Twisted application server (HappyPanda X TCP RPC and more)",
+    python_requires=">=3.11",
+    # twisted.plugins is a namespace folder without __init__.py: list it by hand,
+    # find_packages() alone would leave the twistd plugin out.
+    packages=find_packages(exclude=["tests*", "bench*"]) + ["twisted.plugins"],
+    package_data={"twisted": ["plugins/hpxd_plugin.py"]},
+    install_requires=[
+        "Twisted[tls]>=24.7",
+        "autobahn>=24.4",
+        "service-identity>=24.1",
+        "txredisapi>=1.6.0",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "pytest-twisted>=1.14", "happypandax-client==1.0.0"],
+    },
+)
