@@ -71,6 +71,7 @@ SCHEMA = {
         "redis_pool_size": (_pos_int, "an integer > 0", 4),
         "redis_connect_timeout": (_non_neg_number, "a number >= 0", 5),
         "redis_reply_timeout": (_non_neg_number, "a number >= 0", 5),
+        "redis_ca_file": (_str, "a path to a PEM file, or empty", ""),
     },
     "database": {
         "url": (_str, "a string", "sqlite:///{data_dir}/hpxd.sqlite3"),
@@ -225,6 +226,7 @@ def _cross_checks(config, where, check_endpoint):
         raise ConfigError(where, "auth.guest_role", f"no role named {config.auth.guest_role!r}")
     if config.backend.kind == "redis":
         _check_redis_url(config.backend.redis_url, where)
+        _check_readable(config.backend.redis_ca_file, "backend.redis_ca_file", where)
     url = config.database.url
     if not url.startswith("sqlite://"):
         raise ConfigError(where, "database.url", f"only sqlite:///PATH is supported, not {url!r}")
@@ -236,6 +238,16 @@ def _cross_checks(config, where, check_endpoint):
                 except Exception as e:
                     raise ConfigError(where, f"{door}.listen[{i}]",
                                       f"bad endpoint {desc!r} ({e})") from None
+
+
+def _check_readable(path, key, where):
+    if not path:
+        return
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise ConfigError(where, key, f"cannot read {path!r} ({e.strerror})") from None
 
 
 def _check_redis_url(url, where):

@@ -56,7 +56,8 @@ class HpxdService(service.MultiService):
             from twisted.internet import reactor
         self.reactor = reactor
         self.config = config
-        self.node, backend = build_node(config, task, reactor)
+        self.node, self.backend = build_node(config, task, reactor)
+        backend = self.backend
         self.node.stopper = self.stop_node
         for child in backend.services:
             child.setServiceParent(self)
@@ -75,6 +76,8 @@ class HpxdService(service.MultiService):
     async def _start(self):
         try:
             await self.node.records.prepare(self.node.task.items())
+            if self.backend.ready is not None:
+                await self.backend.ready()
             for door in self.doors:
                 await door.listening
         except Exception as e:

@@ -14,6 +14,7 @@ class Backend:
     scope: object
     hub: object
     services: list = field(default_factory=list)
+    ready: object = None  # optional: a callable returning a Deferred, awaited at start
     # Later issues: locks (ILockStore) and sips (ISipStore) join here.
 
 

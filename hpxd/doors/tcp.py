@@ -102,6 +102,7 @@ class HpxProtocol(Protocol, TimeoutMixin):
         self._paused = False
         self._closing = False
         self._handshake_timer = None
+        self._held_pushes = []
 
     # -- connection life -------------------------------------------------
 
@@ -196,6 +197,9 @@ class HpxProtocol(Protocol, TimeoutMixin):
 
     def _next(self, _):
         self._busy = False
+        held, self._held_pushes = self._held_pushes, []
+        for message in held:
+            self._write(message)
         if self._closing:
             self.transport.loseConnection()
         else:
@@ -322,12 +326,18 @@ class HpxProtocol(Protocol, TimeoutMixin):
     def deliver(self, message):
         if message.kind == COMMAND:
             self._write(self._envelope(message.action))
+            return
+        push = self._envelope({"action": message.action, "data": message.data})
+        if self._busy:
+            # Never between a request and its reply: the reply comes first.
+            self._held_pushes.append(push)
         else:
-            self._write(self._envelope({"action": message.action, "data": message.data}))
+            self._write(push)
 
 
 class HpxFactory(Factory):
     protocol = HpxProtocol
+    noisy = False
 
     def __init__(self, node, config, clock=None):
         if clock is None:
@@ -376,7 +386,9 @@ class TcpDoor(service.Service):
             endpoint = endpoints.serverFromString(self.reactor, description)
             port = await endpoint.listen(self.factory)
             self.ports.append(port)
-            self.log.info("TCP door listening on {address}", address=port.getHost())
+            address = port.getHost()
+            self.log.info("hpxd tcp door listening on {host}:{port}",
+                          host=getattr(address, "host", address), port=getattr(address, "port", ""))
 
     def startService(self):
         """Start listening; ``self.listening`` fires when every port is open."""

@@ -1,0 +1,312 @@
+"""The Redis backend (txredisapi): several hpxd nodes share one state.
+
+Keys (``<db>`` is the Redis database number, channels are not per database):
+
+    hpxd:session:<id>   session JSON, TTL = sliding lifespan (GETEX extends it)
+    hpxd:scope:<key>    scope value JSON
+    hpxd:<db>:hub       pub/sub channel of application pushes
+
+Common path cost: one round trip per call (GETEX of the session); a second
+only when the call changed ``session.data``. Server commands never go through
+Redis: they act on the node that receives them.
+
+When Redis is unreachable every operation fails at once with
+``BackendUnavailable`` (504) instead of waiting for a connection; the pool
+and the subscriber reconnect by themselves, and each up/down transition is
+logged once.
+"""
+
+import json
+import secrets
+from urllib.parse import unquote, urlsplit
+
+import txredisapi
+from twisted.application import service
+from twisted.internet import defer, endpoints, ssl
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from zope.interface import implementer
+
+from hpxd.backends.memory import dump_json
+from hpxd.core import errors
+from hpxd.core.hub import COMMAND, PUSH, HubMessage, LocalClients
+from hpxd.core.interfaces import IHub, IScope, ISessionStore
+from hpxd.core.sessions import Session, new_session_id
+
+HUB_FORMAT = 1  # version of the pub/sub message format
+RETRY_INITIAL, RETRY_MAX = 0.5, 2.0  # seconds between reconnection attempts
+
+
+class _TLSEndpoint:
+    """TLS around a client endpoint, handing txredisapi its own protocol back
+    (``wrapClientTLS`` would hand it the TLS wrapper instead)."""
+
+    def __init__(self, wrapped, creator):
+        self.wrapped = wrapped
+        self.creator = creator
+
+    def connect(self, factory):
+        d = self.wrapped.connect(TLSMemoryBIOFactory(self.creator, True, factory))
+        return d.addCallback(lambda protocol: protocol.wrappedProtocol)
+
+
+def parse_url(url):
+    """redis[s]://[[user]:password@]host[:port][/db] -> connection settings."""
+    parts = urlsplit(url)
+    db = parts.path.strip("/")
+    return {
+        "tls": parts.scheme == "rediss",
+        "host": parts.hostname,
+        "port": parts.port or 6379,
+        "db": int(db) if db else 0,
+        "username": unquote(parts.username) if parts.username else None,
+        "password": unquote(parts.password) if parts.password else None,
+    }
+
+
+def make_endpoint(reactor, settings, connect_timeout, ca_file=""):
+    endpoint = endpoints.HostnameEndpoint(reactor, settings["host"], settings["port"],
+                                          timeout=connect_timeout or None)
+    if not settings["tls"]:
+        return endpoint
+    trust = None
+    if ca_file:
+        with open(ca_file, "rb") as f:
+            trust = ssl.Certificate.loadPEM(f.read())
+    # optionsForClientTLS checks the certificate and the host name (service_identity).
+    return _TLSEndpoint(endpoint, ssl.optionsForClientTLS(settings["host"], trustRoot=trust))
+
+
+class _Pool(txredisapi.RedisFactory):
+    """txredisapi's pool, telling the link when it gains or loses connections."""
+
+    initialDelay, maxDelay = RETRY_INITIAL, RETRY_MAX
+    link = None
+
+    def addConnection(self, conn):
+        super().addConnection(conn)
+        if self.size:
+            self.link.mark(True)
+
+    def delConnection(self, conn):
+        super().delConnection(conn)
+        if not self.size and not self.stopped:
+            self.link.mark(False, "connection lost")
+
+
+class _Subscriber(txredisapi.SubscriberProtocol):
+    """Listens on the hub channel; subscribes again after every reconnect
+    (txredisapi does not restore subscriptions)."""
+
+    def connectionMade(self):
+        d = super().connectionMade()
+        d.addCallback(lambda _: self.subscribe(self.factory.hub.channel))
+        d.addErrback(lambda f: self.factory.hub.log.warn(
+            "cannot subscribe to the hub channel: {e}", e=f.getErrorMessage()))
+        return d
+
+    def messageReceived(self, pattern, channel, message):
+        self.factory.hub.received(message)
+
+
+class _SubscriberFactory(txredisapi.RedisFactory):
+    protocol = _Subscriber
+    initialDelay, maxDelay = RETRY_INITIAL, RETRY_MAX
+    hub = None
+
+
+class RedisLink(service.Service):
+    """The node's Redis connections, their health, and fail-fast commands."""
+
+    log = Logger()
+
+    def __init__(self, url, pool_size, connect_timeout, reply_timeout, reactor, ca_file=""):
+        self.settings = parse_url(url)
+        self.where = f"{self.settings['host']}:{self.settings['port']}/{self.settings['db']}"
+        self.reactor = reactor
+        self.reply_timeout = reply_timeout or None
+        self.endpoint = make_endpoint(reactor, self.settings, connect_timeout, ca_file)
+        self.pool = _Pool(self.where, self.settings["db"], pool_size, isLazy=True,
+                          password=self.settings["password"],
+                          username=self.settings["username"],
+                          replyTimeout=self.reply_timeout)
+        self.pool.link = self
+        self.subscribers = None
+        self.up = None  # unknown until the first connection or failure
+        self._waiting = []
+
+    def subscriber_factory(self, hub):
+        factory = _SubscriberFactory(None, None, 1, isLazy=True,
+                                     password=self.settings["password"],
+                                     username=self.settings["username"])
+        factory.hub = hub
+        self.subscribers = factory
+        return factory
+
+    def mark(self, up, why=""):
+        if up == self.up:
+            return
+        self.up = up
+        if up:
+            self.log.info("Redis at {where} is reachable", where=self.where)
+            waiting, self._waiting = self._waiting, []
+            for d in waiting:
+                d.callback(None)
+        else:
+            self.log.warn("Redis at {where} is unreachable ({why}); calls that need it fail "
+                          "with 504 until it returns", where=self.where, why=why)
+
+    def ready(self, timeout):
+        """Fire once connected, or after ``timeout`` anyway (the node starts
+        without Redis and recovers when it comes)."""
+        if self.up:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._waiting.append(d)
+        d.addTimeout(timeout, self.reactor)
+        d.addErrback(lambda f: self._waiting.remove(d) if d in self._waiting else None)
+        return d
+
+    async def run(self, command, *args, **kwargs):
+        """One Redis command; BackendUnavailable at once when Redis is away."""
+        if not self.pool.size:
+            raise errors.BackendUnavailable(f"Redis at {self.where} is unreachable")
+        d = getattr(self.pool.handler, command)(*args, **kwargs)
+        if self.reply_timeout:
+            d.addTimeout(self.reply_timeout, self.reactor)
+        try:
+            return await d
+        except (txredisapi.ConnectionError, defer.TimeoutError, defer.CancelledError) as e:
+            self.mark(False, str(e) or type(e).__name__)
+            raise errors.BackendUnavailable(f"Redis at {self.where} did not answer") from None
+
+    def startService(self):
+        super().startService()
+        self.pool.startConnecting(self.endpoint)
+        if self.subscribers is not None:
+            self.subscribers.startConnecting(self.endpoint)
+
+    def stopService(self):
+        super().stopService()
+        factories = [f for f in (self.pool, self.subscribers) if f is not None]
+        return defer.DeferredList([f.disconnect() for f in factories], consumeErrors=True)
+
+
+@implementer(ISessionStore)
+class RedisSessionStore:
+    def __init__(self, link, lifespan):
+        self.link = link
+        self.lifespan = lifespan
+
+    @staticmethod
+    def key(session_id):
+        return "hpxd:session:" + session_id
+
+    async def create(self, user_info):
+        session = Session(new_session_id(), dict(user_info), {})
+        await self.link.run("set", self.key(session.id), session.to_json(), expire=self.lifespan)
+        return session
+
+    async def get(self, session_id):
+        if not isinstance(session_id, str) or not session_id:
+            raise errors.SessionExpired()
+        # GETEX reads and slides the expiry in one round trip.
+        text = await self.link.run("execute_command", "GETEX", self.key(session_id),
+                                   "EX", self.lifespan)
+        if text is None:
+            raise errors.SessionExpired()
+        return Session.from_json(session_id, text)
+
+    async def save(self, session):
+        text = dump_json({"user_info": session.user_info, "data": session.data}, "session data")
+        # XX: never resurrect a session that expired or was deleted meanwhile.
+        ok = await self.link.run("execute_command", "SET", self.key(session.id), text,
+                                 "EX", self.lifespan, "XX")
+        if ok is None:
+            raise errors.SessionExpired()
+
+    async def delete(self, session_id):
+        await self.link.run("delete", self.key(session_id))
+
+
+@implementer(IScope)
+class RedisScope:
+    def __init__(self, link):
+        self.link = link
+
+    async def get(self, key, default=None):
+        text = await self.link.run("get", "hpxd:scope:" + str(key))
+        return default if text is None else json.loads(text)
+
+    async def set(self, key, value):
+        await self.link.run("set", "hpxd:scope:" + str(key), dump_json(value, "scope values"))
+
+    async def delete(self, key):
+        await self.link.run("delete", "hpxd:scope:" + str(key))
+
+
+@implementer(IHub)
+class RedisHub(LocalClients):
+    """Local delivery at once, and Redis pub/sub to the other nodes.
+
+    A node ignores its own messages when they come back from Redis, so each
+    push reaches each local client exactly once. Pub/sub is at-most-once: a
+    node that is cut off from Redis misses what was published meanwhile.
+    """
+
+    def __init__(self, link):
+        super().__init__()
+        self.link = link
+        self.node_id = secrets.token_hex(8)
+        self.channel = f"hpxd:{link.settings['db']}:hub"
+        self._bad_versions = set()
+
+    def _publish(self, action, data, session_id=None, client_id=None):
+        message = dump_json({"v": HUB_FORMAT, "node": self.node_id, "action": action,
+                             "data": data, "session": session_id, "client": client_id},
+                            "pushed data")
+        return defer.ensureDeferred(self.link.run("publish", self.channel, message))
+
+    def broadcast(self, action, data=None):
+        self.deliver(HubMessage(PUSH, action, data))
+        return self._publish(action, data)
+
+    def send_to_session(self, session_id, action, data=None):
+        self.deliver(HubMessage(PUSH, action, data), session_id=session_id)
+        return self._publish(action, data, session_id=session_id)
+
+    def send_to_client(self, client_id, action, data=None):
+        if self.deliver(HubMessage(PUSH, action, data), client_id=client_id):
+            return defer.succeed(None)
+        return self._publish(action, data, client_id=client_id)
+
+    def command(self, name):
+        self.deliver(HubMessage(COMMAND, name))  # server commands stay on this node
+
+    def received(self, text):
+        try:
+            message = json.loads(text)
+            version = message.get("v")
+            if version != HUB_FORMAT:
+                if version not in self._bad_versions:
+                    self._bad_versions.add(version)
+                    self.log.warn("ignoring hub messages of format {v!r} (this node speaks "
+                                  "{ours})", v=version, ours=HUB_FORMAT)
+                return
+            if message["node"] == self.node_id:
+                return
+            self.deliver(HubMessage(PUSH, message["action"], message.get("data")),
+                         session_id=message.get("session"), client_id=message.get("client"))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            self.log.warn("ignoring a malformed hub message: {text!r}", text=text[:200])
+
+
+def build(config, reactor):
+    from hpxd.backends import Backend
+    b = config.backend
+    link = RedisLink(b.redis_url, b.redis_pool_size, b.redis_connect_timeout,
+                     b.redis_reply_timeout, reactor, getattr(b, "redis_ca_file", ""))
+    hub = RedisHub(link)
+    link.subscriber_factory(hub)
+    return Backend(RedisSessionStore(link, config.sessions.lifespan_seconds), RedisScope(link),
+                   hub, [link], ready=lambda: link.ready(b.redis_connect_timeout or 5))

@@ -1,0 +1,180 @@
+"""Helpers shared by the tests: a raw HPX socket client and a twistd runner."""
+
+import gzip
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EOF_MARK = b"<EOF>"
+REQUIRE_SERVICES = os.environ.get("HPXD_REQUIRE_SERVICES") == "1"
+
+
+def need(program, why):
+    """Skip (or, in CI, fail) when an outside program is missing."""
+    path = shutil.which(program)
+    if path is None:
+        message = f"{program} is not installed: {why}"
+        if REQUIRE_SERVICES:
+            pytest.fail(message + " (HPXD_REQUIRE_SERVICES=1)")
+        pytest.skip(message)
+    return path
+
+
+def frame(obj):
+    return gzip.compress(json.dumps(obj).encode()) + EOF_MARK
+
+
+class RawClient:
+    """A blocking HPX client that can also send malformed bytes."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=10):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buffer = b""
+
+    def send_bytes(self, data):
+        self.sock.sendall(data)
+
+    def send(self, data, session="", name="test"):
+        self.send_bytes(frame({"session": session, "name": name, "data": data}))
+
+    def recv(self):
+        while EOF_MARK not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("server closed the connection")
+            self.buffer += chunk
+        message, self.buffer = self.buffer.split(EOF_MARK, 1)
+        return json.loads(gzip.decompress(message))
+
+    def call(self, data, session="", name="test"):
+        self.send(data, session, name)
+        return self.recv()
+
+    def closed_by_server(self, timeout=5):
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+
+    def close(self):
+        self.sock.close()
+
+
+class Daemon:
+    """A real ``twistd -n hpxd`` process on a config written for the test."""
+
+    def __init__(self, tmp_path, config_text="", name="hpxd"):
+        self.dir = Path(tmp_path) / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.config = self.dir / "hpxd.toml"
+        self.config.write_text(config_text)
+        self.logfile = self.dir / "twistd.log"
+        self.proc = None
+        self.tcp_port = None
+
+    def start(self, timeout=20):
+        env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        self._log = open(self.logfile, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=", "hpxd",
+             "--config", str(self.config)],
+            cwd=self.dir, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log()
+            match = re.search(r"hpxd tcp door listening on [^:\s]+:(\d+)", text)
+            if match and "ready" in text:
+                self.tcp_port = int(match.group(1))
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hpxd exited {self.proc.returncode}:\n{text}")
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"hpxd did not start in {timeout}s:\n{self.log()}")
+
+    def log(self):
+        return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
+
+    def rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def wait(self, timeout=20):
+        return self.proc.wait(timeout)
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if getattr(self, "_log", None):
+            self._log.close()
+
+
+def tcp_config(extra="", users=()):
+    """A config listening on a free port, with the given [[users]] tables."""
+    text = '[tcp]\nlisten = ["tcp:0:interface=127.0.0.1"]\n[web]\nlisten = []\n' + extra
+    for name, password_hash, role in users:
+        text += f'\n[[users]]\nname = "{name}"\npassword_hash = "{password_hash}"\nrole = "{role}"\n'
+    return text
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """A private ``redis-server`` on a free port, keeping nothing on disk."""
+
+    def __init__(self, tmp_path):
+        self.program = need("redis-server", "the Redis backend tests need a real Redis")
+        self.dir = Path(tmp_path) / "redis"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout=10):
+        self.proc = subprocess.Popen(
+            [self.program, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None

@@ -1,0 +1,212 @@
+"""One suite for the core's seams, run against BOTH backends so they cannot drift."""
+
+import pytest
+import pytest_twisted
+from twisted.internet import task
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from hpxd import backends, config
+from hpxd.core import errors
+from hpxd.core.hub import COMMAND, PUSH
+from hpxd.core.interfaces import IHub, IHubClient, IScope, ISessionStore
+
+LIFESPAN = 2
+
+
+@implementer(IHubClient)
+class Client:
+    def __init__(self, client_id, session_id=None):
+        self.client_id = client_id
+        self.session_id = session_id
+        self.got = []
+
+    def deliver(self, message):
+        self.got.append(message)
+
+
+def sleep(seconds):
+    from twisted.internet import reactor
+    return task.deferLater(reactor, seconds, lambda: None)
+
+
+async def start_backend(kind, redis_url=None):
+    from twisted.internet import reactor
+    raw = {"sessions": {"lifespan_seconds": LIFESPAN}, "backend": {"kind": kind}}
+    if redis_url:
+        raw["backend"]["redis_url"] = redis_url
+    backend = backends.build(config.from_dict(raw), reactor)
+    for service in backend.services:
+        service.startService()
+    if backend.ready:
+        await backend.ready()
+    return backend
+
+
+async def stop_backend(backend):
+    for service in backend.services:
+        await service.stopService()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def kind(request):
+    return request.param
+
+
+@pytest.fixture
+def redis_url(kind, request):
+    if kind != "redis":
+        return None
+    return request.getfixturevalue("redis_server").url
+
+
+@pytest_twisted.async_yield_fixture
+async def backend(kind, redis_url):
+    b = await start_backend(kind, redis_url)
+    yield b
+    await stop_backend(b)
+
+
+def test_backends_provide_the_interfaces(backend):
+    assert verifyObject(ISessionStore, backend.sessions)
+    assert verifyObject(IScope, backend.scope)
+    assert verifyObject(IHub, backend.hub)
+
+
+@pytest_twisted.ensureDeferred
+async def test_session_roundtrip_and_data(backend):
+    store = backend.sessions
+    session = await store.create({"user_name": "ann", "role": "user"})
+    assert len(session.id) >= 22  # >= 128 bits in URL-safe base64
+    session.data["n"] = [1, "two"]
+    await store.save(session)
+    again = await store.get(session.id)
+    assert again.user_info == {"user_name": "ann", "role": "user"}
+    assert again.data == {"n": [1, "two"]}
+    other = await store.create({"user_name": None, "role": "guest"})
+    assert other.id != session.id
+
+
+@pytest_twisted.ensureDeferred
+async def test_unknown_session_is_expired_not_guest(backend):
+    with pytest.raises(errors.SessionExpired):
+        await backend.sessions.get("no-such-session")
+    with pytest.raises(errors.SessionExpired):
+        await backend.sessions.get("")
+
+
+@pytest_twisted.ensureDeferred
+async def test_sliding_expiry(backend):
+    store = backend.sessions
+    session = await store.create({"user_name": None, "role": "guest"})
+    for _ in range(3):  # each use extends the lifespan past the original end
+        await sleep(LIFESPAN * 0.6)
+        await store.get(session.id)
+    await sleep(LIFESPAN + 1.1)
+    with pytest.raises(errors.SessionExpired):
+        await store.get(session.id)
+
+
+@pytest_twisted.ensureDeferred
+async def test_deleted_session_is_not_resurrected_by_save(backend):
+    store = backend.sessions
+    session = await store.create({"user_name": None, "role": "guest"})
+    await store.delete(session.id)
+    session.data["x"] = 1
+    with pytest.raises(errors.SessionExpired):
+        await store.save(session)
+    with pytest.raises(errors.SessionExpired):
+        await store.get(session.id)
+
+
+@pytest_twisted.ensureDeferred
+async def test_session_data_must_be_json(backend):
+    session = await backend.sessions.create({"user_name": None, "role": "guest"})
+    session.data["bad"] = object()
+    with pytest.raises(errors.HpxdError):
+        await backend.sessions.save(session)
+
+
+@pytest_twisted.ensureDeferred
+async def test_scope(backend):
+    scope = backend.scope
+    assert await scope.get("k") is None
+    assert await scope.get("k", 5) == 5
+    value = {"a": [1, 2]}
+    await scope.set("k", value)
+    got = await scope.get("k")
+    assert got == value and got is not value
+    await scope.delete("k")
+    assert await scope.get("k") is None
+    with pytest.raises(errors.HpxdError):
+        await scope.set("k", object())
+
+
+@pytest_twisted.ensureDeferred
+async def test_hub_local_delivery(backend):
+    hub = backend.hub
+    a, b = Client("a", "s1"), Client("b", "s2")
+    hub.register(a)
+    hub.register(b)
+    await hub.broadcast("hello", {"x": 1})
+    await hub.send_to_session("s2", "only-b", 2)
+    await hub.send_to_client("a", "only-a", 3)
+    hub.command("serverquit")
+    await sleep(0.2)  # a message coming back from Redis must not be delivered twice
+    assert [(m.kind, m.action, m.data) for m in a.got] == [
+        (PUSH, "hello", {"x": 1}), (PUSH, "only-a", 3), (COMMAND, "serverquit", None)]
+    assert [(m.kind, m.action, m.data) for m in b.got] == [
+        (PUSH, "hello", {"x": 1}), (PUSH, "only-b", 2), (COMMAND, "serverquit", None)]
+    hub.unregister(a)
+    await hub.broadcast("again")
+    assert len(a.got) == 3
+    hub.unregister(b)
+
+
+@pytest_twisted.ensureDeferred
+async def test_hub_crosses_nodes_but_commands_do_not(redis_server):
+    node_a = await start_backend("redis", redis_server.url)
+    node_b = await start_backend("redis", redis_server.url)
+    try:
+        on_a, on_b = Client("a", "s1"), Client("b", "s1")
+        node_a.hub.register(on_a)
+        node_b.hub.register(on_b)
+        await sleep(0.3)  # both subscribers in place
+        await node_a.hub.broadcast("news", [1])
+        await node_a.hub.send_to_session("s1", "mine", None)
+        await node_a.hub.send_to_client("b", "direct", "x")
+        node_a.hub.command("serverquit")
+        await sleep(0.3)
+        assert [(m.action, m.data) for m in on_b.got] == [
+            ("news", [1]), ("mine", None), ("direct", "x")]
+        assert [m.action for m in on_a.got] == ["news", "mine", "serverquit"]
+        node_a.hub.unregister(on_a)
+        node_b.hub.unregister(on_b)
+    finally:
+        await stop_backend(node_a)
+        await stop_backend(node_b)
+
+
+@pytest_twisted.ensureDeferred
+async def test_redis_down_fails_fast_and_recovers(redis_server):
+    node = await start_backend("redis", redis_server.url)
+    try:
+        session = await node.sessions.create({"user_name": None, "role": "guest"})
+        redis_server.stop()
+        await sleep(0.3)
+        from twisted.internet import reactor
+        started = reactor.seconds()
+        with pytest.raises(errors.BackendUnavailable):
+            await node.sessions.get(session.id)
+        with pytest.raises(errors.BackendUnavailable):
+            await node.scope.get("k")
+        assert reactor.seconds() - started < 1.0
+        redis_server.start()
+        for _ in range(100):  # the pool reconnects by itself
+            await sleep(0.1)
+            if node.services[0].up:
+                break
+        fresh = await node.sessions.create({"user_name": None, "role": "guest"})
+        assert (await node.sessions.get(fresh.id)).id == fresh.id
+    finally:
+        await stop_backend(node)
