@@ -23,6 +23,7 @@ class Function:
     fn: object
     requires: str = "view"
     get: bool = False
+    signature: inspect.Signature = None  # computed once, at registration
 
     @property
     def full_name(self):
@@ -31,7 +32,7 @@ class Function:
     def bind(self, ctx, kwargs):
         """Check the call's keyword arguments against the signature."""
         try:
-            return inspect.signature(self.fn).bind(ctx, **kwargs)
+            return self.signature.bind(ctx, **kwargs)
         except TypeError as e:
             raise errors.BadArguments(f"{self.full_name}: {e}") from None
 
@@ -83,7 +84,7 @@ class Item:
                 raise ValueError(f"function name {fname!r} must be a Python identifier")
             if fname in self.functions:
                 raise ValueError(f"{self.path or 'task'} already has a function {fname!r}")
-            self.functions[fname] = Function(self, fname, f, requires, get)
+            self.functions[fname] = Function(self, fname, f, requires, get, inspect.signature(f))
             return f
 
         return register(fn) if fn is not None else register
@@ -97,8 +98,6 @@ class Task(Item):
 
     def __init__(self, name):
         self._by_id = {}
-        self.processes = {}
-        self.ext_handler = None
         super().__init__(None, None, name)
 
     def _register(self, item):
@@ -125,23 +124,14 @@ class Task(Item):
         if not isinstance(fname, str) or not fname:
             raise errors.InvalidMessage("fname must be a non-empty string")
         path, _, name = fname.rpartition(".")
-        item = self.item_by_name(path)
+        item = self.item_by_name(path) if "" not in fname.split(".") else None
         function = item.functions.get(name) if item is not None else None
         if function is None:
             raise errors.FunctionNotFound(f"no function named {fname!r}")
         return function
 
-    def process(self, name, interval=1.0):
-        """Declare a background producer ``f(ctx)`` run every ``interval`` seconds."""
-        def register(f):
-            self.processes[name] = (f, interval)
-            return f
-        return register
-
-    def on_ext_request(self, f):
-        """Handle POSTs from other services (Jam.py ``/ext/...``)."""
-        self.ext_handler = f
-        return f
+    # process() (Igor processes) and on_ext_request (Jam.py /ext) arrive with
+    # the WebSocket and HTTP doors that use them.
 
 
 def _check_fields(fields):

@@ -23,12 +23,17 @@ class Dispatcher:
         if not self.accepting:
             return defer.fail(errors.ShuttingDown())
         d = defer.ensureDeferred(self._call(session, fname, kwargs, environ, stream))
-        self._inflight.add(d)
-        d.addBoth(self._done, d)
+        # drain() waits on this, not on ``d``: waiting must not change (or,
+        # on a timeout, cancel) the result the caller sees.
+        finished = defer.Deferred()
+        self._inflight.add(finished)
+        d.addBoth(self._done, finished)
         return d
 
-    def _done(self, result, d):
-        self._inflight.discard(d)
+    def _done(self, result, finished):
+        self._inflight.discard(finished)
+        if not finished.called:
+            finished.callback(None)
         return result
 
     async def _call(self, session, fname, kwargs, environ, stream):
