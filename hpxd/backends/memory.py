@@ -54,7 +54,11 @@ class MemorySessionStore:
         entry = self._sessions.get(session.id)
         if entry is None:
             return defer.fail(errors.SessionExpired())
-        text = dump_json({"user_info": session.user_info, "data": session.data}, "session data")
+        try:
+            text = dump_json({"user_info": session.user_info, "data": session.data},
+                             "session data")
+        except errors.HpxdError as e:
+            return defer.fail(e)
         entry[0] = text
         entry[1] = self.clock.seconds() + self.lifespan
         return defer.succeed(None)

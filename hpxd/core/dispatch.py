@@ -51,7 +51,15 @@ class Dispatcher:
             return await self._run(function, bound)
         finally:
             if session.snapshot() != before:
-                await self.node.sessions.save(session)
+                await self._save(session, fname)
+
+    async def _save(self, session, fname):
+        try:
+            await self.node.sessions.save(session)
+        except errors.BadArguments as e:  # the app put something odd in session.data
+            self.log.error("{fname} left session data that cannot be stored: {e}",
+                           fname=fname, e=e.msg)
+            raise errors.UnhandledError() from None
 
     async def _run(self, function, bound):
         try:

@@ -1,0 +1,364 @@
+"""hpxd/config.py: defaults, every section, and one clear ConfigError per mistake."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from hpxd import config as configmod
+from hpxd.config import ConfigError, load
+from hpxd.core.auth import Role, User
+from hpxd.core.passwords import hash_password
+from hpxd.tap import check_endpoint
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# ln=10 is the cheapest cost parse_hash accepts: fast enough to make per module.
+HASH = hash_password("pw", log2_n=10)
+
+
+def write(tmp_path, text, name="hpxd.toml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def config_error(tmp_path, text, key, check=None):
+    """Load ``text``; assert a ConfigError naming the file and ``key``."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load(path, check)
+    error = info.value
+    assert error.where == path
+    assert error.key == key
+    line = str(error)
+    assert path in line and key in line
+    assert "\n" not in line
+    return error
+
+
+# -- defaults ---------------------------------------------------------------
+
+def test_defaults():
+    config = load()
+    assert config.path == "<built-in defaults>"
+    assert config.server.name == "hpxd"
+    assert config.tcp.listen == ["tcp:7007:interface=127.0.0.1"]
+    assert config.tcp.max_message_bytes == 8 * 1024 * 1024
+    assert config.web.listen == ["tcp:7008:interface=127.0.0.1"]
+    assert config.sessions.lifespan_seconds == 1800
+    assert config.sessions.connection_grace_seconds == 10
+    assert config.backend.kind == "memory"
+    assert config.backend.redis_url == "redis://127.0.0.1:6379/0"
+    assert config.auth.guest_allowed is True
+    assert config.auth.guest_role == "guest"
+    assert config.app.module == "hpxd.demo"
+    assert config.database_url == "sqlite:///hpxd-data/hpxd.sqlite3"
+    # No built-in user: nobody skips the password.
+    assert config.users == {}
+    assert set(config.roles) == {"guest", "user", "admin"}
+    assert config.roles["admin"].admin and config.roles["admin"].server_commands
+    assert not config.roles["guest"].server_commands
+    assert config.roles["guest"].allows("anything", "view")
+    assert not config.roles["guest"].allows("anything", "edit")
+
+
+def test_defaults_pass_the_endpoint_check():
+    load(None, check_endpoint)
+
+
+def test_empty_file_is_the_defaults(tmp_path):
+    config = load(write(tmp_path, ""))
+    defaults = load()
+    for section in configmod.SCHEMA:
+        assert vars(getattr(config, section)) == vars(getattr(defaults, section))
+    assert config.roles == defaults.roles
+
+
+def test_every_section_parsed(tmp_path):
+    path = write(tmp_path, f"""
+        [server]
+        name = "node-a"
+        data_dir = "/var/lib/hpxd"
+        shutdown_timeout = 2.5
+
+        [tcp]
+        listen = ["tcp:0:interface=127.0.0.1", "unix:{tmp_path}/hpxd.sock"]
+        max_message_bytes = 1000
+        handshake_timeout = 3
+        idle_timeout = 0
+
+        [web]
+        listen = []
+        static_dir = "static"
+        max_body_bytes = 2000
+        allowed_origins = ["https://app.example.com:*"]
+
+        [sessions]
+        lifespan_seconds = 60
+        connection_grace_seconds = 0.5
+        purge_interval_seconds = 7
+
+        [backend]
+        kind = "redis"
+        redis_url = "redis://10.0.0.5:6380/3"
+        redis_pool_size = 2
+        redis_connect_timeout = 1
+        redis_reply_timeout = 2
+
+        [database]
+        url = "sqlite:///{{data_dir}}/other.db"
+
+        [auth]
+        guest_allowed = false
+        guest_role = "visitor"
+        failed_login_delay = 0.25
+
+        [app]
+        module = "myapp"
+
+        [roles.visitor]
+        privileges = {{ "*" = ["view"], "catalog" = [] }}
+
+        [roles.editor]
+        privileges = {{ "*" = ["view"], "catalog" = ["view", "edit"] }}
+
+        [roles.boss]
+        admin = true
+        server_commands = true
+
+        [[users]]
+        name = "alice"
+        password_hash = "{HASH}"
+        role = "editor"
+
+        [[users]]
+        name = "bob"
+        password_hash = "{HASH}"
+        role = "boss"
+    """)
+    config = load(path, check_endpoint)
+    assert config.path == path
+    assert config.server.name == "node-a"
+    assert config.server.data_dir == "/var/lib/hpxd"
+    assert config.server.shutdown_timeout == 2.5
+    assert config.tcp.listen[1].startswith("unix:")
+    assert config.tcp.max_message_bytes == 1000
+    assert config.tcp.handshake_timeout == 3
+    assert config.tcp.idle_timeout == 0
+    assert config.web.listen == []
+    assert config.web.static_dir == "static"
+    assert config.web.max_body_bytes == 2000
+    assert config.web.allowed_origins == ["https://app.example.com:*"]
+    assert config.sessions.lifespan_seconds == 60
+    assert config.sessions.connection_grace_seconds == 0.5
+    assert config.sessions.purge_interval_seconds == 7
+    assert config.backend.kind == "redis"
+    assert config.backend.redis_url == "redis://10.0.0.5:6380/3"
+    assert config.backend.redis_pool_size == 2
+    assert config.database_url == "sqlite:////var/lib/hpxd/other.db"
+    assert config.auth.guest_allowed is False
+    assert config.auth.guest_role == "visitor"
+    assert config.auth.failed_login_delay == 0.25
+    assert config.app.module == "myapp"
+    # [roles.*] replaces the default roles entirely.
+    assert set(config.roles) == {"visitor", "editor", "boss"}
+    assert config.roles["editor"] == Role("editor", False, False, {
+        "*": frozenset({"view"}), "catalog": frozenset({"view", "edit"})})
+    assert config.roles["visitor"].allows("other", "view")
+    assert not config.roles["visitor"].allows("catalog", "view")
+    assert config.roles["boss"].admin and config.roles["boss"].server_commands
+    assert config.users == {"alice": User("alice", HASH, "editor"),
+                            "bob": User("bob", HASH, "boss")}
+
+
+# -- one error per mistake ----------------------------------------------------
+
+def test_unknown_section(tmp_path):
+    error = config_error(tmp_path, "[bogus]\nx = 1\n", "bogus")
+    assert "unknown section" in error.problem
+
+
+def test_section_not_a_table(tmp_path):
+    config_error(tmp_path, "tcp = 5\n", "tcp")
+
+
+def test_unknown_key(tmp_path):
+    error = config_error(tmp_path, "[tcp]\nmax_mesage_bytes = 10\n", "tcp.max_mesage_bytes")
+    assert "unknown key" in error.problem
+    assert "max_message_bytes" in error.problem  # the known keys are listed
+
+
+@pytest.mark.parametrize("text, key", [
+    ('[tcp]\nmax_message_bytes = "big"\n', "tcp.max_message_bytes"),
+    ("[tcp]\nmax_message_bytes = 0\n", "tcp.max_message_bytes"),
+    ("[tcp]\nmax_message_bytes = true\n", "tcp.max_message_bytes"),
+    ("[tcp]\nmax_message_bytes = 1.5\n", "tcp.max_message_bytes"),
+    ("[tcp]\nidle_timeout = -1\n", "tcp.idle_timeout"),
+    ('[tcp]\nlisten = "tcp:7007"\n', "tcp.listen"),
+    ("[tcp]\nlisten = [7007]\n", "tcp.listen"),
+    ("[auth]\nguest_allowed = 1\n", "auth.guest_allowed"),
+    ('[auth]\nguest_allowed = "yes"\n', "auth.guest_allowed"),
+    ("[server]\nname = 3\n", "server.name"),
+    ('[backend]\nkind = "mongo"\n', "backend.kind"),
+    ("[sessions]\nlifespan_seconds = 0\n", "sessions.lifespan_seconds"),
+    ("[app]\nmodule = []\n", "app.module"),
+])
+def test_wrong_type(tmp_path, text, key):
+    error = config_error(tmp_path, text, key)
+    assert error.problem.startswith("must be")
+
+
+@pytest.mark.parametrize("text, key", [
+    ('[roles.r]\nprivileges = { "*" = ["fly"] }\n', "roles.r.privileges.*"),
+    ('[roles.r]\nprivileges = { "catalog" = "view" }\n', "roles.r.privileges.catalog"),
+    ('[roles.r]\nprivileges = ["view"]\n', "roles.r.privileges"),
+    ('[roles.r]\nadmin = "yes"\n', "roles.r.admin"),
+    ("[roles.r]\nsuperuser = true\n", "roles.r.superuser"),
+    ("[roles]\nr = 1\n", "roles.r"),
+])
+def test_bad_role(tmp_path, text, key):
+    config_error(tmp_path, text, key)
+
+
+def test_user_with_unknown_role(tmp_path):
+    error = config_error(tmp_path, f"""
+        [[users]]
+        name = "alice"
+        password_hash = "{HASH}"
+        role = "wizard"
+    """, "users[0].role")
+    assert "wizard" in error.problem
+
+
+@pytest.mark.parametrize("bad", ["secret", "$scrypt$ln=15$abc$def", "$bcrypt$x$y$z",
+                                 "$scrypt$ln=40,r=8,p=1$c2FsdA$aGFzaA"])
+def test_user_with_bad_password_hash(tmp_path, bad):
+    error = config_error(tmp_path, f"""
+        [[users]]
+        name = "alice"
+        password_hash = "{bad}"
+        role = "user"
+    """, "users[0].password_hash")
+    assert "hpxd.passwd" in error.problem
+    assert bad not in str(error) or bad == "secret"  # the problem, not a dump
+
+
+def test_duplicate_user(tmp_path):
+    error = config_error(tmp_path, f"""
+        [[users]]
+        name = "alice"
+        password_hash = "{HASH}"
+        role = "user"
+
+        [[users]]
+        name = "alice"
+        password_hash = "{HASH}"
+        role = "admin"
+    """, "users[1].name")
+    assert "twice" in error.problem
+
+
+@pytest.mark.parametrize("text, key", [
+    ('[[users]]\nname = "a"\nrole = "user"\n', "users[0].password_hash"),
+    (f'[[users]]\nname = ""\npassword_hash = "{HASH}"\nrole = "user"\n', "users[0].name"),
+    (f'[[users]]\nname = "a"\npassword = "x"\npassword_hash = "{HASH}"\nrole = "user"\n',
+     "users[0].password"),
+    ('users = "alice"\n', "users"),
+])
+def test_bad_user_entries(tmp_path, text, key):
+    config_error(tmp_path, text, key)
+
+
+def test_guest_role_not_defined(tmp_path):
+    config_error(tmp_path, '[auth]\nguest_role = "visitor"\n', "auth.guest_role")
+
+
+def test_own_roles_without_the_guest_role(tmp_path):
+    # Defining roles replaces the defaults, so "guest" must be defined again.
+    config_error(tmp_path, '[roles.user]\nprivileges = { "*" = ["view"] }\n', "auth.guest_role")
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:6379/0", "redis://", "redis://h:notaport/0",
+                                 "redis://h:6379/zero", "127.0.0.1:6379"])
+def test_bad_redis_url(tmp_path, url):
+    config_error(tmp_path, f'[backend]\nkind = "redis"\nredis_url = "{url}"\n',
+                 "backend.redis_url")
+
+
+def test_redis_url_not_checked_for_memory_backend(tmp_path):
+    load(write(tmp_path, '[backend]\nkind = "memory"\nredis_url = "nonsense"\n'))
+
+
+def test_bad_database_url(tmp_path):
+    config_error(tmp_path, '[database]\nurl = "postgres://db/hpxd"\n', "database.url")
+
+
+@pytest.mark.parametrize("text, key, fragment", [
+    ('[tcp]\nlisten = ["tcp:notaport"]\n', "tcp.listen[0]", "tcp:notaport"),
+    ('[tcp]\nlisten = ["ssl:7443:privateKey=/nonexistent.pem"]\n', "tcp.listen[0]",
+     "/nonexistent.pem"),
+    ('[web]\nlisten = ["tcp:0", "carrierpigeon:7"]\n', "web.listen[1]", "carrierpigeon"),
+])
+def test_bad_endpoint(tmp_path, text, key, fragment):
+    error = config_error(tmp_path, text, key, check=check_endpoint)
+    assert fragment in error.problem
+
+
+def test_endpoints_not_checked_without_checker(tmp_path):
+    load(write(tmp_path, '[tcp]\nlisten = ["tcp:notaport"]\n'))
+
+
+def test_missing_file(tmp_path):
+    path = str(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert path in str(info.value)
+    assert "not found" in str(info.value)
+
+
+def test_invalid_toml(tmp_path):
+    path = write(tmp_path, "[tcp\nlisten = \n")
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert path in str(info.value)
+    assert "TOML" in str(info.value)
+
+
+def test_unreadable_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load(str(tmp_path))  # a directory
+    assert str(tmp_path) in str(info.value)
+
+
+# -- the same through twistd: one line, non-zero exit ---------------------------
+
+TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+          "-n", "--pidfile=", "hpxd", "--config"]
+
+
+def test_twistd_prints_one_line_per_config_error(tmp_path):
+    cases = {
+        "unknown_key.toml": ("[tcp]\nbogus = 1\n", "tcp.bogus"),
+        "bad_endpoint.toml": ('[tcp]\nlisten = ["tcp:notaport"]\n', "tcp.listen[0]"),
+        "no_app.toml": ('[tcp]\nlisten = []\n[web]\nlisten = []\n'
+                        '[app]\nmodule = "no_such_hpxd_app_module"\n', "app.module"),
+    }
+    env = dict(os.environ, PYTHONPATH=REPO)
+    procs = {}
+    for name, (text, _) in cases.items():
+        (tmp_path / name).write_text(text)
+        # Started together: each twistd takes a fraction of a second to start.
+        procs[name] = subprocess.Popen(TWISTD + [name], cwd=tmp_path, env=env,
+                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    for name, proc in procs.items():
+        out, _ = proc.communicate(timeout=60)
+        key = cases[name][1]
+        lines = [line for line in out.decode(errors="replace").splitlines() if line.strip()]
+        assert proc.returncode != 0, (name, out)
+        assert len(lines) == 1, (name, out)
+        assert name in lines[0] and key in lines[0], (name, lines)
+        assert "Traceback" not in lines[0]
+    # A config error stops start-up before anything is made.
+    assert not (tmp_path / "hpxd-data").exists()
