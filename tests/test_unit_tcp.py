@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import os
 import time
 import zlib
 from types import SimpleNamespace
@@ -603,4 +604,30 @@ def test_wrong_password_handshake_is_delayed():
     assert reply["error"]["code"] == 411
     assert reply["session"] == ""
     assert c.proto.session_id is None
+    c.lose()
+
+
+def test_compressed_size_over_the_limit_is_refused_even_with_eof(conn):
+    conn.handshake()
+    # incompressible bytes: the frame itself is over the limit, <EOF> and all
+    raw = gzip.compress(os.urandom(LIMIT * 2))
+    conn.proto.dataReceived(raw.replace(EOF_MARK, b"") + EOF_MARK)
+    [reply] = conn.replies()
+    assert reply["error"]["code"] == 410
+    assert not conn.closed  # the boundary was known: the connection goes on
+    assert conn.ask([{"fname": "add", "a": 1, "b": 1}], conn.proto.session_id)["data"][0]["data"] == 2
+
+
+@pytest_twisted.inlineCallbacks
+def test_handshake_timeout_during_a_login_sends_only_the_timeout():
+    c = Conn(guest_allowed=False, handshake_timeout=5, idle_timeout=0)
+    c.replies()
+    c.send({"user": "alice", "password": "wrong"})
+    c.clock.advance(5)  # the timer fires while the password is being checked
+    [reply] = c.replies()
+    assert reply["error"]["code"] == 407
+    assert c.closed
+    yield wait_until(lambda: c.clock.getDelayedCalls())  # check done; failed-login delay
+    c.clock.advance(2)
+    assert c.replies() == []  # no 411 after the 407
     c.lose()

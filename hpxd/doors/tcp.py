@@ -8,6 +8,7 @@ bytes into messages and replies, ``HpxFactory`` holds what connections share,
 import json
 import secrets
 import zlib
+from collections import deque
 
 from twisted.application import service
 from twisted.internet import defer, endpoints
@@ -97,10 +98,12 @@ class HpxProtocol(Protocol, TimeoutMixin):
         self.session_id = None
         self._buffer = bytearray()
         self._scan_from = 0
-        self._queue = []
+        self._queue = deque()
+        self._hung_up = False  # after a timeout: write nothing more
         self._busy = False
         self._paused = False
         self._closing = False
+        self._pumping = False
         self._handshake_timer = None
         self._held_pushes = []
 
@@ -126,7 +129,8 @@ class HpxProtocol(Protocol, TimeoutMixin):
 
     def timeoutConnection(self):
         if self._busy:  # a long call is not idleness
-            self.resetTimeout()
+            # Re-arm: once the timer has fired, resetTimeout() does nothing.
+            self.setTimeout(self.timeOut)
             return
         self.log.info("closing idle TCP connection from {peer}", peer=self.peer)
         self.transport.loseConnection()
@@ -135,6 +139,9 @@ class HpxProtocol(Protocol, TimeoutMixin):
         self._handshake_timer = None
         self.log.info("TCP handshake timed out for {peer}", peer=self.peer)
         self._write(self._root_error(errors.AuthRequired("handshake timed out"), ""))
+        self._hung_up = True  # a login still being checked gets no reply
+        self._closing = True
+        self._queue.clear()
         self.transport.loseConnection()
 
     def _cancel_handshake_timer(self):
@@ -152,8 +159,8 @@ class HpxProtocol(Protocol, TimeoutMixin):
     # -- framing ---------------------------------------------------------
 
     def dataReceived(self, data):
-        if self._closing:
-            return
+        if self._closing or self._closing_after_queue:
+            return  # hanging up: nothing after an oversized message is read
         self.resetTimeout()
         self._buffer += data
         limit = self.factory.config.max_message_bytes
@@ -161,7 +168,10 @@ class HpxProtocol(Protocol, TimeoutMixin):
             end = self._buffer.find(EOF_MARK, self._scan_from)
             if end < 0:
                 break
-            self._queue.append(bytes(self._buffer[:end]))
+            if end > limit:  # the compressed size is capped too
+                self._queue.append(errors.ParsingError(f"message larger than {limit} bytes"))
+            else:
+                self._queue.append(bytes(self._buffer[:end]))
             del self._buffer[:end + len(EOF_MARK)]
             self._scan_from = 0
         if len(self._buffer) > limit:
@@ -179,24 +189,33 @@ class HpxProtocol(Protocol, TimeoutMixin):
     _closing_after_queue = False
 
     def _pump(self):
-        if self._busy or self._closing:
-            return
-        if not self._queue:
-            if self._paused:
-                self._paused = False
-                self.transport.resumeProducing()
-            if self._closing_after_queue:
-                self.transport.loseConnection()
-            return
-        self._busy = True
-        frame = self._queue.pop(0)
-        d = defer.ensureDeferred(self._answer(frame))
-        d.addCallback(self._reply)
-        d.addErrback(self._crashed)
-        d.addBoth(self._next)
+        # A loop, not recursion: most answers are ready at once, and _next
+        # re-entering _pump for each of hundreds of messages from one read
+        # would exhaust the stack (RecursionError).
+        if self._pumping:
+            return  # _next ran inside the loop below, which carries on
+        self._pumping = True
+        try:
+            while not (self._busy or self._closing):
+                if not self._queue:
+                    if self._paused:
+                        self._paused = False
+                        self.transport.resumeProducing()
+                    if self._closing_after_queue:
+                        self.transport.loseConnection()
+                    return
+                self._busy = True
+                frame = self._queue.popleft()
+                d = defer.ensureDeferred(self._answer(frame))
+                d.addCallback(self._reply)
+                d.addErrback(self._crashed)
+                d.addBoth(self._next)
+        finally:
+            self._pumping = False
 
     def _next(self, _):
         self._busy = False
+        self.resetTimeout()  # idle time counts from the last reply, too
         held, self._held_pushes = self._held_pushes, []
         for message in held:
             self._write(message)
@@ -215,7 +234,7 @@ class HpxProtocol(Protocol, TimeoutMixin):
             self._write(reply)
 
     def _write(self, message):
-        if self.transport is not None and self.connected:
+        if self.transport is not None and self.connected and not self._hung_up:
             try:
                 data = encode(message)
             except (TypeError, ValueError):
