@@ -109,12 +109,17 @@ class HpxProtocol(Protocol, TimeoutMixin):
 
     # -- connection life -------------------------------------------------
 
+    @property
+    def peer(self):
+        # Asked each time: behind haproxy: the real address is known only
+        # once the PROXY header has been read, after connectionMade.
+        peer = self.transport.getPeer()
+        return f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+
     def connectionMade(self):
         factory = self.factory
         factory.connections.add(self)
         factory.node.hub.register(self)
-        peer = self.transport.getPeer()
-        self.peer = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
         self.setTimeout(factory.config.idle_timeout or None)
         if factory.config.handshake_timeout:
             self._handshake_timer = factory.clock.callLater(

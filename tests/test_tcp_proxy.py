@@ -1,0 +1,17 @@
+"""Behind a load balancer: the haproxy: endpoint gives the door the real client address."""
+
+from tests.support import RawClient, tcp_config
+
+
+def test_proxy_protocol_gives_the_real_peer(daemons):
+    config = tcp_config().replace('listen = ["tcp:0:', 'listen = ["haproxy:tcp:0:', 1)
+    daemon = daemons(config)
+    client = RawClient(daemon.tcp_port)
+    client.send_bytes(b"PROXY TCP4 203.0.113.7 127.0.0.1 5555 7007\r\n")
+    assert client.recv()["data"]["guest_allowed"] is True  # greeting after the header
+    reply = client.call([{"fname": "add", "a": 1, "b": 1}])  # no session: 407, logged
+    assert reply["error"]["code"] == 407
+    session = client.call({})["session"]
+    assert client.call([{"fname": "add", "a": 1, "b": 1}], session)["data"][0]["data"] == 2
+    client.close()
+    assert "for 203.0.113.7:5555" in daemon.log()
