@@ -5,6 +5,7 @@ keeps the two identical. ``load(path)`` returns a ``Config`` or raises
 ``ConfigError`` whose text is the one line printed to the sysadmin.
 """
 
+import os
 import tomllib
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -112,6 +113,14 @@ class Config:
     @property
     def database_url(self):
         return self.database.url.replace("{data_dir}", self.server.data_dir)
+
+    def resolve_paths(self):
+        """Make relative paths absolute now: twistd --rundir changes directory later."""
+        self.server.data_dir = os.path.abspath(self.server.data_dir)
+        url = self.database_url
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            path = url[len("sqlite:///"):]
+            self.database.url = "sqlite:///" + os.path.abspath(path)
 
 
 def load(path=None, check_endpoint=None):

@@ -18,6 +18,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from hpxd import backends
+from hpxd.core import control
 from hpxd.core.app import Task
 from hpxd.core.auth import Authenticator
 from hpxd.core.node import Node
@@ -104,7 +105,11 @@ class HpxdService(service.MultiService):
         exit_process(self.reactor, status)
 
     def stopService(self):
+        """twistd's stop (SIGTERM, Ctrl-C): like serverquit, within shutdown_timeout."""
+        if self._stopping is None:  # not already stopping through a server command
+            self.node.hub.command(control.QUIT)
         d = defer.maybeDeferred(super().stopService)
+        _bounded(d, self.config.server.shutdown_timeout, self.reactor)
         d.addBoth(lambda _: self.node.records.close())
         return d
 

@@ -25,6 +25,7 @@ class Options(usage.Options):
         from hpxd.service import load_task
         try:
             self.config = configmod.load(self["config"], check_endpoint)
+            self.config.resolve_paths()
             self.task = _load(self.config, load_task)
             os.makedirs(self.config.server.data_dir, exist_ok=True)
         except configmod.ConfigError as e:

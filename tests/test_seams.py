@@ -67,6 +67,19 @@ async def backend(kind, redis_url):
     await stop_backend(b)
 
 
+@pytest_twisted.ensureDeferred
+async def test_seams_return_deferreds(backend):
+    """Callers may use .addCallback on every backend, not only await."""
+    from twisted.internet.defer import Deferred
+    calls = [backend.scope.set("k", 1), backend.scope.get("k"), backend.scope.delete("k"),
+             backend.sessions.create({"user_name": None, "role": "guest"}),
+             backend.sessions.get("nope"), backend.hub.broadcast("x")]
+    for d in calls:
+        assert isinstance(d, Deferred)
+        d.addErrback(lambda f: None)
+        await d
+
+
 def test_backends_provide_the_interfaces(backend):
     assert verifyObject(ISessionStore, backend.sessions)
     assert verifyObject(IScope, backend.scope)

@@ -29,6 +29,7 @@ from zope.interface import implementer
 
 from hpxd.backends.memory import dump_json
 from hpxd.core import errors
+from hpxd.core.deferreds import deferred
 from hpxd.core.hub import COMMAND, PUSH, HubMessage, LocalClients
 from hpxd.core.interfaces import IHub, IScope, ISessionStore
 from hpxd.core.sessions import Session, new_session_id
@@ -167,6 +168,7 @@ class RedisLink(service.Service):
         d.addErrback(lambda f: self._waiting.remove(d) if d in self._waiting else None)
         return d
 
+    @deferred
     async def run(self, command, *args, **kwargs):
         """One Redis command; BackendUnavailable at once when Redis is away."""
         if not self.pool.size:
@@ -202,11 +204,13 @@ class RedisSessionStore:
     def key(session_id):
         return "hpxd:session:" + session_id
 
+    @deferred
     async def create(self, user_info):
         session = Session(new_session_id(), dict(user_info), {})
         await self.link.run("set", self.key(session.id), session.to_json(), expire=self.lifespan)
         return session
 
+    @deferred
     async def get(self, session_id):
         if not isinstance(session_id, str) or not session_id:
             raise errors.SessionExpired()
@@ -217,6 +221,7 @@ class RedisSessionStore:
             raise errors.SessionExpired()
         return Session.from_json(session_id, text)
 
+    @deferred
     async def save(self, session):
         text = dump_json({"user_info": session.user_info, "data": session.data}, "session data")
         # XX: never resurrect a session that expired or was deleted meanwhile.
@@ -225,6 +230,7 @@ class RedisSessionStore:
         if ok is None:
             raise errors.SessionExpired()
 
+    @deferred
     async def delete(self, session_id):
         await self.link.run("delete", self.key(session_id))
 
@@ -234,13 +240,16 @@ class RedisScope:
     def __init__(self, link):
         self.link = link
 
+    @deferred
     async def get(self, key, default=None):
         text = await self.link.run("get", "hpxd:scope:" + str(key))
         return default if text is None else json.loads(text)
 
+    @deferred
     async def set(self, key, value):
         await self.link.run("set", "hpxd:scope:" + str(key), dump_json(value, "scope values"))
 
+    @deferred
     async def delete(self, key):
         await self.link.run("delete", "hpxd:scope:" + str(key))
 

@@ -11,8 +11,9 @@ class ItemContext:
     where they have them, and ``client`` (the caller's hub client) for ``send``.
     """
 
-    def __init__(self, node, item, session, environ, stream=None):
+    def __init__(self, node, item, session, environ, stream=None, function=None):
         self._node = node
+        self.function = function  # full dotted name of the function being called
         self.item = item
         self.session = session
         self.environ = environ
@@ -56,7 +57,7 @@ class ItemContext:
         """Push ``data`` to the caller's connection while the call runs."""
         client = self.environ.get("client")
         if client is not None:
-            client.deliver(HubMessage(SEND, self.item.path, data, self.stream))
+            client.deliver(HubMessage(SEND, self.function or self.item.path, data, self.stream))
 
     def broadcast(self, action, data=None):
         """Push to every client of every door, on every node. Fires when handed over."""

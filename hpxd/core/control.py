@@ -49,6 +49,8 @@ class ServerControl:
         self.authorize(session, name)
         if name == REQUESTAUTH:
             return None
+        if self.stopping is not None:
+            raise errors.ShuttingDown(f"{name}: this node is already stopping")
         if self.stopping is None:
             self.node.log.info("{command} from user {user!r}: stopping this node",
                                command=name, user=session.user_name)

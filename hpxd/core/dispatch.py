@@ -44,7 +44,7 @@ class Dispatcher:
             raise errors.PermissionDenied(
                 f"{fname}: your role {session.role!r} lacks {function.requires!r} on "
                 f"{self.node.privilege_key(item)!r}")
-        ctx = ItemContext(self.node, item, session, environ, stream)
+        ctx = ItemContext(self.node, item, session, environ, stream, function.full_name)
         bound = function.bind(ctx, kwargs if isinstance(kwargs, dict) else {})
         before = session.snapshot()
         try:

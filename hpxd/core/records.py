@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from twisted.enterprise import adbapi
 
 from hpxd.core import errors
+from hpxd.core.deferreds import deferred
 from hpxd.core.app import FIELD_TYPES
 
 
@@ -66,6 +67,14 @@ class RecordTable:
         self.pool = pool
         self.item = item
         self.columns = ["id", *item.fields]
+        self.booleans = [n for n, kind in item.fields.items() if kind == "boolean"]
+
+    def _row(self, row):
+        record = dict(zip(self.columns, row))
+        for name in self.booleans:  # SQLite keeps booleans as 0/1
+            if record[name] is not None:
+                record[name] = bool(record[name])
+        return record
 
     def _check(self, values):
         if not isinstance(values, dict):
@@ -75,6 +84,7 @@ class RecordTable:
             raise errors.BadArguments(f"{self.item.path}: unknown fields {sorted(unknown)}")
         return values
 
+    @deferred
     async def select(self, where=None, limit=100, offset=0):
         """Rows as dicts, ``where`` a dict of field equalities."""
         where = self._check(where or {})
@@ -82,14 +92,16 @@ class RecordTable:
         sql = (f'SELECT {", ".join(self.columns)} FROM "{self.item.table_name}" '
                f"WHERE {clause} ORDER BY id LIMIT ? OFFSET ?")
         rows = await self.pool.runQuery(sql, (*where.values(), int(limit), int(offset)))
-        return [dict(zip(self.columns, row)) for row in rows]
+        return [self._row(row) for row in rows]
 
+    @deferred
     async def get(self, record_id):
         rows = await self.pool.runQuery(
             f'SELECT {", ".join(self.columns)} FROM "{self.item.table_name}" WHERE id = ?',
             (int(record_id),))
-        return dict(zip(self.columns, rows[0])) if rows else None
+        return self._row(rows[0]) if rows else None
 
+    @deferred
     async def insert(self, values):
         values = self._check(values)
         return await self.pool.runInteraction(self._insert, values)
@@ -104,6 +116,7 @@ class RecordTable:
             cursor.execute(f'INSERT INTO "{self.item.table_name}" DEFAULT VALUES')
         return cursor.lastrowid
 
+    @deferred
     async def update(self, record_id, values):
         values = self._check(values)
         if not values:
@@ -113,6 +126,7 @@ class RecordTable:
             _rowcount, f'UPDATE "{self.item.table_name}" SET {sets} WHERE id = ?',
             (*values.values(), int(record_id)))
 
+    @deferred
     async def delete(self, record_id):
         return await self.pool.runInteraction(
             _rowcount, f'DELETE FROM "{self.item.table_name}" WHERE id = ?', (int(record_id),))

@@ -414,10 +414,17 @@ class TcpDoor(service.Service):
             self.log.info("hpxd tcp door listening on {host}:{port}",
                           host=getattr(address, "host", address), port=getattr(address, "port", ""))
 
-    def startService(self):
-        """Start listening; ``self.listening`` fires when every port is open."""
-        super().startService()
+    def privilegedStartService(self):
+        """Listen before twistd drops privileges (-u/-g), so ports < 1024 work.
+
+        ``self.listening`` fires when every port is open."""
+        super().privilegedStartService()
         self.listening = defer.ensureDeferred(self._listen())
+
+    def startService(self):
+        super().startService()
+        if self.listening is None:  # started without privilegedStartService
+            self.listening = defer.ensureDeferred(self._listen())
 
     def stop_listening(self):
         ports, self.ports = self.ports, []
@@ -426,5 +433,6 @@ class TcpDoor(service.Service):
     @defer.inlineCallbacks
     def stopService(self):
         super().stopService()
+        self.listening = None
         yield self.stop_listening()
         yield self.factory.close_all()

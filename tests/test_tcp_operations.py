@@ -15,3 +15,16 @@ def test_proxy_protocol_gives_the_real_peer(daemons):
     assert client.call([{"fname": "add", "a": 1, "b": 1}], session)["data"][0]["data"] == 2
     client.close()
     assert "for 203.0.113.7:5555" in daemon.log()
+
+
+def test_sigterm_broadcasts_serverquit_and_stops(daemons):
+    import signal
+    daemon = daemons(tcp_config())
+    client = RawClient(daemon.tcp_port)
+    client.recv()
+    client.call({})
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert client.recv() == {"session": "", "name": "hpxd", "data": "serverquit"}
+    assert client.closed_by_server()
+    daemon.wait(20)
+    client.close()

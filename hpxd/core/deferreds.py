@@ -1,0 +1,17 @@
+"""Small helpers for the core's Deferred-returning seams."""
+
+import functools
+
+from twisted.internet import defer
+
+
+def deferred(f):
+    """Write a seam method as ``async def``, hand callers a Deferred.
+
+    The interfaces promise Deferreds (``.addCallback`` works) on every
+    backend; coroutines would only be awaitable.
+    """
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        return defer.ensureDeferred(f(*args, **kwargs))
+    return wrapper

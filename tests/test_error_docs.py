@@ -1,0 +1,26 @@
+"""docs/errors.md documents every code of the one error table."""
+
+from pathlib import Path
+
+import pytest
+
+from hpxd.core.errors import ERROR_TABLE
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "errors.md"
+
+
+@pytest.mark.parametrize("code", sorted(ERROR_TABLE))
+def test_every_error_code_is_documented(code):
+    text = DOC.read_text()
+    cls = ERROR_TABLE[code]
+    row = next((line for line in text.splitlines() if line.startswith(f"| {code} |")), None)
+    assert row is not None, f"docs/errors.md has no table row for code {code}"
+    assert f"`{cls.__name__}`" in row, f"row {code} does not name {cls.__name__}"
+    assert cls.title in row, f"row {code} does not give the title {cls.title!r}"
+
+
+def test_no_undocumented_extra_codes():
+    """Every row of the table is a real code."""
+    rows = [line for line in DOC.read_text().splitlines() if line.startswith("| ")
+            and line.split("|")[1].strip().isdigit()]
+    assert {int(r.split("|")[1]) for r in rows} == set(ERROR_TABLE)
