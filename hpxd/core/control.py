@@ -51,10 +51,9 @@ class ServerControl:
             return None
         if self.stopping is not None:
             raise errors.ShuttingDown(f"{name}: this node is already stopping")
-        if self.stopping is None:
-            self.node.log.info("{command} from user {user!r}: stopping this node",
-                               command=name, user=session.user_name)
-            self.node.hub.command(name)
-            status = 0 if name == QUIT else RESTART_EXIT_STATUS
-            self.stopping = self.node.stop(status)
+        self.node.log.info("{command} from user {user!r}: stopping this node",
+                           command=name, user=session.user_name)
+        self.node.hub.command(name)
+        status = 0 if name == QUIT else RESTART_EXIT_STATUS
+        self.stopping = self.node.stop(status)
         return self.stopping
