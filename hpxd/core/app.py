@@ -7,7 +7,6 @@ reachable by name from any door.
 
 import inspect
 import re
-from dataclasses import dataclass
 
 from hpxd.core import errors
 from hpxd.core.auth import PRIVILEGES
@@ -16,18 +15,26 @@ NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 FIELD_TYPES = {"text": "TEXT", "integer": "INTEGER", "real": "REAL", "boolean": "INTEGER"}
 
 
-@dataclass(frozen=True)
 class Function:
-    item: "Item"
-    name: str
-    fn: object
-    requires: str = "view"
-    get: bool = False
-    signature: inspect.Signature = None  # computed once, at registration
+    """An exposed function. Its signature is read once, at registration, so a
+    call checks its keyword arguments with two set operations."""
 
-    @property
-    def full_name(self):
-        return self.name if self.item.is_task else f"{self.item.path}.{self.name}"
+    __slots__ = ("item", "name", "fn", "requires", "get", "signature", "full_name",
+                 "_allowed", "_required", "_simple")
+
+    def __init__(self, item, name, fn, requires="view", get=False):
+        self.item, self.name, self.fn = item, name, fn
+        self.requires, self.get = requires, get
+        self.signature = inspect.signature(fn)
+        self.full_name = name if item.is_task else f"{item.path}.{name}"
+        params = list(self.signature.parameters.values())[1:]  # [0] is the item
+        kinds = {p.kind for p in params}
+        # Functions with *args, **kwargs or positional-only parameters take the
+        # slow, general path through Signature.bind.
+        self._simple = kinds <= {inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                 inspect.Parameter.KEYWORD_ONLY}
+        self._allowed = frozenset(p.name for p in params)
+        self._required = frozenset(p.name for p in params if p.default is p.empty)
 
     def bind(self, ctx, kwargs):
         """Check the call's keyword arguments against the signature."""
@@ -35,6 +42,13 @@ class Function:
             return self.signature.bind(ctx, **kwargs)
         except TypeError as e:
             raise errors.BadArguments(f"{self.full_name}: {e}") from None
+
+    def invoke(self, ctx, kwargs):
+        """Call the function with ``kwargs``; BadArguments if they do not fit."""
+        if self._simple and self._required <= kwargs.keys() <= self._allowed:
+            return self.fn(ctx, **kwargs)
+        bound = self.bind(ctx, kwargs)
+        return self.fn(*bound.args, **bound.kwargs)
 
 
 class Item:
@@ -84,7 +98,7 @@ class Item:
                 raise ValueError(f"function name {fname!r} must be a Python identifier")
             if fname in self.functions:
                 raise ValueError(f"{self.path or 'task'} already has a function {fname!r}")
-            self.functions[fname] = Function(self, fname, f, requires, get, inspect.signature(f))
+            self.functions[fname] = Function(self, fname, f, requires, get)
             return f
 
         return register(fn) if fn is not None else register

@@ -15,42 +15,42 @@ class Dispatcher:
     def __init__(self, node):
         self.node = node
         self.accepting = True
-        self._inflight = set()
+        self.inflight = 0
+        self._drained = []
 
     def call(self, session, fname, kwargs, environ, stream=None):
         """Run ``fname`` for ``session``; a Deferred firing with the result or
         failing with an ``HpxdError`` (never any other exception)."""
-        if not self.accepting:
-            return defer.fail(errors.ShuttingDown())
-        d = defer.ensureDeferred(self._call(session, fname, kwargs, environ, stream))
-        # drain() waits on this, not on ``d``: waiting must not change (or,
-        # on a timeout, cancel) the result the caller sees.
-        finished = defer.Deferred()
-        self._inflight.add(finished)
-        d.addBoth(self._done, finished)
-        return d
+        return defer.ensureDeferred(self.run(session, fname, kwargs, environ, stream))
 
-    def _done(self, result, finished):
-        self._inflight.discard(finished)
-        if not finished.called:
-            finished.callback(None)
-        return result
+    async def run(self, session, fname, kwargs, environ, stream=None):
+        """``call`` as a coroutine, for doors that ``await`` it: no Deferred
+        is made for a call that finishes at once."""
+        if not self.accepting:
+            raise errors.ShuttingDown()
+        self.inflight += 1
+        try:
+            return await self._call(session, fname, kwargs, environ, stream)
+        finally:
+            self.inflight -= 1
+            if not self.inflight and self._drained:
+                waiting, self._drained = self._drained, []
+                for d in waiting:
+                    d.callback(None)
 
     async def _call(self, session, fname, kwargs, environ, stream):
         function = self.node.task.resolve(fname)
-        item = function.item
-        if not self.node.auth.can(session.user_info, self.node.privilege_key(item),
-                                  function.requires):
+        key = self.node.privilege_key(function.item)
+        if not self.node.auth.can(session.user_info, key, function.requires):
             raise errors.PermissionDenied(
-                f"{fname}: your role {session.role!r} lacks {function.requires!r} on "
-                f"{self.node.privilege_key(item)!r}")
-        ctx = ItemContext(self.node, item, session, environ, stream, function.full_name)
-        bound = function.bind(ctx, kwargs if isinstance(kwargs, dict) else {})
-        before = session.snapshot()
+                f"{fname}: your role {session.role!r} lacks {function.requires!r} on {key!r}")
+        ctx = ItemContext(self.node, function.item, session, environ, stream, function.full_name)
+        # Comparing snapshots costs two JSON dumps: skip them while data is empty.
+        before = session.snapshot() if session.data else None
         try:
-            return await self._run(function, bound)
+            return await self._run(function, ctx, kwargs if isinstance(kwargs, dict) else {})
         finally:
-            if session.snapshot() != before:
+            if (session.data or before is not None) and session.snapshot() != before:
                 await self._save(session, fname)
 
     async def _save(self, session, fname):
@@ -61,9 +61,9 @@ class Dispatcher:
                            fname=fname, e=e.msg)
             raise errors.UnhandledError() from None
 
-    async def _run(self, function, bound):
+    async def _run(self, function, ctx, kwargs):
         try:
-            result = function.fn(*bound.args, **bound.kwargs)
+            result = function.invoke(ctx, kwargs)
             if inspect.isawaitable(result):
                 result = await result
             return result
@@ -74,10 +74,13 @@ class Dispatcher:
             raise errors.UnhandledError() from None
 
     def drain(self):
-        """Stop taking calls; fire when every call in flight has finished."""
-        self.accepting = False
-        return defer.DeferredList(list(self._inflight), consumeErrors=True)
+        """Stop taking calls; fire when every call in flight has finished.
 
-    @property
-    def inflight(self):
-        return len(self._inflight)
+        Waiting on (or giving up on) this never touches the calls themselves.
+        """
+        self.accepting = False
+        if not self.inflight:
+            return defer.succeed(None)
+        d = defer.Deferred(lambda d: self._drained.remove(d) if d in self._drained else None)
+        self._drained.append(d)
+        return d

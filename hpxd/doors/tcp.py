@@ -243,9 +243,29 @@ class HpxProtocol(Protocol, TimeoutMixin):
             try:
                 data = encode(message)
             except (TypeError, ValueError):
-                self.log.failure("reply to {peer} is not JSON-serialisable", peer=self.peer)
-                data = encode(self._root_error(errors.UnhandledError(), message.get("session", "")))
+                data = encode(self._without_bad_values(message))
             self.transport.write(data)
+
+    def _without_bad_values(self, message):
+        """The reply with each entry that is not JSON turned into error 100.
+
+        Encoding the whole reply once is the common, fast path; this runs
+        only when that failed."""
+        entries = message.get("data")
+        if not isinstance(entries, list):
+            self.log.error("a message to {peer} is not JSON: {m!r}", peer=self.peer, m=message)
+            return self._root_error(errors.UnhandledError(), message.get("session", ""))
+        repaired = []
+        for entry in entries:
+            try:
+                json.dumps(entry)
+            except (TypeError, ValueError):
+                self.log.error("{fname} returned a value that is not JSON: {value!r}",
+                               fname=entry.get("fname"), value=entry.get("data"))
+                error = errors.UnhandledError("the function returned a value that is not JSON")
+                entry = {"fname": entry.get("fname"), "data": None, "error": error.as_dict()}
+            repaired.append(entry)
+        return dict(message, data=repaired)
 
     # -- messages --------------------------------------------------------
 
@@ -324,17 +344,10 @@ class HpxProtocol(Protocol, TimeoutMixin):
         fname = call["fname"]
         kwargs = {k: v for k, v in call.items() if k != "fname"}
         try:
-            result = await self.factory.node.dispatcher.call(session, fname, kwargs, environ,
-                                                             stream=fname)
+            result = await self.factory.node.dispatcher.run(session, fname, kwargs, environ,
+                                                            stream=fname)
         except errors.HpxdError as e:
             return {"fname": fname, "data": None, "error": e.as_dict()}
-        try:
-            json.dumps(result)
-        except (TypeError, ValueError):
-            self.log.error("{fname} returned a value that is not JSON: {value!r}",
-                           fname=fname, value=result)
-            error = errors.UnhandledError("the function returned a value that is not JSON")
-            return {"fname": fname, "data": None, "error": error.as_dict()}
         return {"fname": fname, "data": result}
 
     async def _command(self, session_id, data):
