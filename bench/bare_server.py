@@ -22,10 +22,9 @@ EOF_MARK = b"<EOF>"
 NAME = "bare"
 
 
-def encode(message):
-    compressor = zlib.compressobj(5, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-    raw = json.dumps(message).encode("utf-8")
-    return compressor.compress(raw) + compressor.flush() + EOF_MARK
+# The framing is hpxd's own, so that the two servers differ only in what
+# hpxd adds on top (sessions, auth, dispatch, caps, timeouts).
+from hpxd.doors.tcp import encode  # noqa: E402
 
 
 def decode(frame):

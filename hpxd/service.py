@@ -9,6 +9,7 @@ stop listening, answer the calls in flight, close connections, exit.
 """
 
 import atexit
+import gc
 import importlib
 import os
 import sys
@@ -85,6 +86,10 @@ class HpxdService(service.MultiService):
             self.log.critical("hpxd cannot start: {error}", error=e)
             exit_process(self.reactor, 1)
             return
+        # Everything made so far (modules, config, app) lives as long as the
+        # process: keep it out of the cyclic GC's full collections, which
+        # would otherwise walk it again and again under load.
+        gc.freeze()
         self.log.info("hpxd node {name!r} ready (app {app!r}, backend {backend})",
                       name=self.config.server.name, app=self.config.app.module,
                       backend=self.config.backend.kind)

@@ -37,30 +37,33 @@ class MemorySessionStore:
 
     def create(self, user_info):
         session = Session(new_session_id(), dict(user_info), {})
-        self._sessions[session.id] = [session.to_json(), self.clock.seconds() + self.lifespan]
+        self._sessions[session.id] = [dict(user_info), "{}",
+                                      self.clock.seconds() + self.lifespan]
         return defer.succeed(session)
 
     def get(self, session_id):
         entry = self._sessions.get(session_id) if isinstance(session_id, str) else None
         now = self.clock.seconds()
-        if entry is None or entry[1] <= now:
+        if entry is None or entry[2] <= now:
             if entry is not None:
                 del self._sessions[session_id]
             return defer.fail(errors.SessionExpired())
-        entry[1] = now + self.lifespan
-        return defer.succeed(Session.from_json(session_id, entry[0]))
+        entry[2] = now + self.lifespan
+        user_info, data_text, _ = entry
+        # Copies, as Redis would give: a caller's changes reach the store
+        # only through save(). Most sessions carry no data: no parsing then.
+        data = json.loads(data_text) if data_text != "{}" else {}
+        return defer.succeed(Session(session_id, dict(user_info), data))
 
     def save(self, session):
         entry = self._sessions.get(session.id)
         if entry is None:
             return defer.fail(errors.SessionExpired())
         try:
-            text = dump_json({"user_info": session.user_info, "data": session.data},
-                             "session data")
+            entry[1] = dump_json(session.data, "session data")
         except errors.HpxdError as e:
             return defer.fail(e)
-        entry[0] = text
-        entry[1] = self.clock.seconds() + self.lifespan
+        entry[2] = self.clock.seconds() + self.lifespan
         return defer.succeed(None)
 
     def delete(self, session_id):
@@ -69,7 +72,7 @@ class MemorySessionStore:
 
     def purge(self):
         now = self.clock.seconds()
-        dead = [sid for sid, (_, expires) in self._sessions.items() if expires <= now]
+        dead = [sid for sid, (_, _, expires) in self._sessions.items() if expires <= now]
         for sid in dead:
             del self._sessions[sid]
         if dead:

@@ -60,6 +60,10 @@ class Item:
         self.task = task or self
         self.parent = parent
         self.name = name
+        # Dotted name below the task ("catalog", "catalog.parts"; "" for the
+        # task), fixed at birth since names never change.
+        self.path = "" if parent is None else (
+            name if parent.parent is None else f"{parent.path}.{name}")
         self.fields = _check_fields(fields or {})
         self.functions = {}
         self.children = {}
@@ -68,13 +72,6 @@ class Item:
     @property
     def is_task(self):
         return self.parent is None
-
-    @property
-    def path(self):
-        """Dotted name below the task: "catalog", "catalog.parts"."""
-        if self.is_task:
-            return ""
-        return self.name if self.parent.is_task else f"{self.parent.path}.{self.name}"
 
     @property
     def table_name(self):
@@ -112,6 +109,7 @@ class Task(Item):
 
     def __init__(self, name):
         self._by_id = {}
+        self._by_name = None
         super().__init__(None, None, name)
 
     def _register(self, item):
@@ -130,11 +128,22 @@ class Task(Item):
                 return None
         return node
 
+    def _functions_by_name(self):
+        # Built on first use, after the app module has registered everything;
+        # a function registered later still resolves through the slow path.
+        if self._by_name is None:
+            self._by_name = {f.full_name: f for i in self._by_id.values()
+                             for f in i.functions.values()}
+        return self._by_name
+
     def items(self):
         return list(self._by_id.values())
 
     def resolve(self, fname):
         """"add" -> task function; "catalog.test" -> function of item catalog."""
+        function = self._functions_by_name().get(fname) if isinstance(fname, str) else None
+        if function is not None:
+            return function
         if not isinstance(fname, str) or not fname:
             raise errors.InvalidMessage("fname must be a non-empty string")
         path, _, name = fname.rpartition(".")

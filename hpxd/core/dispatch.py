@@ -1,12 +1,19 @@
 """The one dispatcher every door calls: resolve, authorise, run, map errors."""
 
 import inspect
+import types
 
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from hpxd.core import errors
 from hpxd.core.context import ItemContext
+
+
+# Results of these types are never awaited; checked first because
+# inspect.isawaitable is slow for plain values.
+PLAIN = frozenset({int, float, str, bool, list, dict, tuple, type(None)})
+AWAITABLE = (defer.Deferred, types.CoroutineType)
 
 
 class Dispatcher:
@@ -25,33 +32,43 @@ class Dispatcher:
 
     async def run(self, session, fname, kwargs, environ, stream=None):
         """``call`` as a coroutine, for doors that ``await`` it: no Deferred
-        is made for a call that finishes at once."""
+        is made for a call that finishes at once. One coroutine on purpose:
+        this is every call's path."""
         if not self.accepting:
             raise errors.ShuttingDown()
-        self.inflight += 1
-        try:
-            return await self._call(session, fname, kwargs, environ, stream)
-        finally:
-            self.inflight -= 1
-            if not self.inflight and self._drained:
-                waiting, self._drained = self._drained, []
-                for d in waiting:
-                    d.callback(None)
-
-    async def _call(self, session, fname, kwargs, environ, stream):
         function = self.node.task.resolve(fname)
-        key = self.node.privilege_key(function.item)
+        key = function.item.path or self.node.task.name  # Node.privilege_key
         if not self.node.auth.can(session.user_info, key, function.requires):
             raise errors.PermissionDenied(
                 f"{fname}: your role {session.role!r} lacks {function.requires!r} on {key!r}")
         ctx = ItemContext(self.node, function.item, session, environ, stream, function.full_name)
         # Comparing snapshots costs two JSON dumps: skip them while data is empty.
         before = session.snapshot() if session.data else None
+        self.inflight += 1
         try:
-            return await self._run(function, ctx, kwargs if isinstance(kwargs, dict) else {})
+            result = function.invoke(ctx, kwargs if isinstance(kwargs, dict) else {})
+            if type(result) not in PLAIN and (isinstance(result, AWAITABLE)
+                                              or inspect.isawaitable(result)):
+                result = await result
+            return result
+        except errors.HpxdError:
+            raise
+        except Exception:
+            self.log.failure("function {fname} failed", fname=function.full_name)
+            raise errors.UnhandledError() from None
         finally:
-            if (session.data or before is not None) and session.snapshot() != before:
-                await self._save(session, fname)
+            try:
+                if (session.data or before is not None) and session.snapshot() != before:
+                    await self._save(session, fname)
+            finally:
+                self._finished()
+
+    def _finished(self):
+        self.inflight -= 1
+        if not self.inflight and self._drained:
+            waiting, self._drained = self._drained, []
+            for d in waiting:
+                d.callback(None)
 
     async def _save(self, session, fname):
         try:
@@ -59,18 +76,6 @@ class Dispatcher:
         except errors.BadArguments as e:  # the app put something odd in session.data
             self.log.error("{fname} left session data that cannot be stored: {e}",
                            fname=fname, e=e.msg)
-            raise errors.UnhandledError() from None
-
-    async def _run(self, function, ctx, kwargs):
-        try:
-            result = function.invoke(ctx, kwargs)
-            if inspect.isawaitable(result):
-                result = await result
-            return result
-        except errors.HpxdError:
-            raise
-        except Exception:
-            self.log.failure("function {fname} failed", fname=function.full_name)
             raise errors.UnhandledError() from None
 
     def drain(self):
