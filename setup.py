@@ -14,6 +14,7 @@ setup(
         "autobahn>=24.4",
         "service-identity>=24.1",
         "txredisapi>=1.6.0",
+        "hiredis>=2.0",  # txredisapi's C reply parser when installed: far less CPU per reply
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-twisted>=1.14", "happypandax-client==1.0.0"],
