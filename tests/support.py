@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from twisted.internet import defer, task
 
 REPO = Path(__file__).resolve().parent.parent
 EOF_MARK = b"<EOF>"
@@ -178,3 +179,14 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait()
         self.proc = None
+
+
+@defer.inlineCallbacks
+def wait_until(predicate, timeout=10.0):
+    """Poll with a real, short deferLater (for work in threads that a fake
+    clock cannot drive); each one fires, so none is left behind."""
+    from twisted.internet import reactor
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        yield task.deferLater(reactor, 0.002, lambda: None)

@@ -1,12 +1,12 @@
 """hpxd/core/auth.py: roles, privileges and the Authenticator on a fake clock."""
 
-import time
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.internet.task import Clock
 
+from tests.support import wait_until
 from hpxd.core import errors
 from hpxd.core.auth import Authenticator, Role, User
 from hpxd.core.passwords import hash_password
@@ -27,16 +27,6 @@ USERS = {"alice": User("alice", HASH, "user"), "root": User("root", HASH, "admin
 
 def make_auth(clock, guest_allowed=True):
     return Authenticator(ROLES, USERS, guest_allowed, "guest", DELAY, clock)
-
-
-@defer.inlineCallbacks
-def wait_until(predicate, timeout=10.0):
-    """Poll with a real, short deferLater; each one fires, so none is left behind."""
-    from twisted.internet import reactor
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        yield task.deferLater(reactor, 0.002, lambda: None)
 
 
 def outcome(d):

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
@@ -17,6 +17,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
 import hpxd
+from tests.support import wait_until
 from hpxd.backends.memory import MemoryHub, MemoryScope, MemorySessionStore
 from hpxd.core import errors
 from hpxd.core.app import Task
@@ -562,16 +563,6 @@ def test_disconnect_unregisters(conn):
 
 
 # -- login handshake (the password check runs in a thread) -----------------------------
-
-@defer.inlineCallbacks
-def wait_until(predicate, timeout=10.0):
-    """Poll with a real, short deferLater; each one fires, so none is left behind."""
-    from twisted.internet import reactor
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        yield task.deferLater(reactor, 0.002, lambda: None)
-
 
 @pytest_twisted.inlineCallbacks
 def test_login_handshake():
