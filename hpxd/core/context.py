@@ -11,6 +11,8 @@ class ItemContext:
     where they have them, and ``client`` (the caller's hub client) for ``send``.
     """
 
+    __slots__ = ("_node", "item", "session", "environ", "stream", "function")
+
     def __init__(self, node, item, session, environ, stream=None, function=None):
         self._node = node
         self.function = function  # full dotted name of the function being called
