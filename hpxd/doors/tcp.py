@@ -144,11 +144,11 @@ class HpxProtocol(Protocol):
             return self._peer
         peer = self.transport.getPeer()
         text = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
-        if self._last_activity_data:
+        if self._data_seen:
             self._peer = text
         return text
 
-    _last_activity_data = False
+    _data_seen = False  # set by the first dataReceived
 
     def connectionMade(self):
         factory = self.factory
@@ -214,7 +214,7 @@ class HpxProtocol(Protocol):
         if self._closing or self._closing_after_queue:
             return  # hanging up: nothing after an oversized message is read
         self._touch()
-        self._last_activity_data = True
+        self._data_seen = True
         limit = self.factory.config.max_message_bytes
         if not self._buffer and data.endswith(EOF_MARK):
             # The common case: the read holds whole messages and nothing more.
