@@ -37,7 +37,7 @@ class Dispatcher:
         if not self.accepting:
             raise errors.ShuttingDown()
         function = self.node.task.resolve(fname)
-        key = function.item.path or self.node.task.name  # Node.privilege_key
+        key = self.node.privilege_key(function.item)
         if not self.node.auth.can(session.user_info, key, function.requires):
             raise errors.PermissionDenied(
                 f"{fname}: your role {session.role!r} lacks {function.requires!r} on {key!r}")
