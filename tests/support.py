@@ -190,3 +190,15 @@ def wait_until(predicate, timeout=10.0):
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"
         yield task.deferLater(reactor, 0.002, lambda: None)
+
+
+def sleep_until_port(port, timeout=10):
+    """Wait until something accepts connections on 127.0.0.1:port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")

@@ -165,8 +165,13 @@ class RedisLink(service.Service):
         d = defer.Deferred()
         self._waiting.append(d)
         d.addTimeout(timeout, self.reactor)
-        d.addErrback(lambda f: self._waiting.remove(d) if d in self._waiting else None)
+        d.addErrback(self._not_ready, d, timeout)
         return d
+
+    def _not_ready(self, failure, d, timeout):
+        if d in self._waiting:
+            self._waiting.remove(d)
+        self.mark(False, f"no connection within {timeout} s")
 
     async def run(self, command, *args, **kwargs):
         """One Redis command; BackendUnavailable at once when Redis is away."""
