@@ -10,6 +10,7 @@ import secrets
 import struct
 import zlib
 from collections import deque
+from types import MappingProxyType
 
 from twisted.application import service
 from twisted.internet import defer, endpoints
@@ -409,13 +410,10 @@ class HpxProtocol(Protocol):
 
     async def _calls(self, session_id, calls):
         session = await self._session(session_id)
-        if self._environ is None:
-            self._environ = {"door": "tcp", "peer": self.peer, "client": self}
-        environ = dict(self._environ)  # a function may change its copy
-        results = []
-        for call in calls:
-            results.append(await self._call(session, call, environ))
-        return self._envelope(results, session_id)
+        if self._environ is None:  # read-only: one for all calls of the connection
+            self._environ = MappingProxyType({"door": "tcp", "peer": self.peer, "client": self})
+        return self._envelope([await self._call(session, call, self._environ) for call in calls],
+                              session_id)
 
     async def _call(self, session, call, environ):
         if not isinstance(call, dict) or not isinstance(call.get("fname"), str):
