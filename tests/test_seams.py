@@ -217,9 +217,12 @@ async def test_redis_down_fails_fast_and_recovers(redis_server):
         redis_server.start()
         for _ in range(100):  # the pool reconnects by itself
             await sleep(0.1)
-            if node.services[0].up:
+            try:
+                fresh = await node.sessions.create({"user_name": None, "role": "guest"})
                 break
-        fresh = await node.sessions.create({"user_name": None, "role": "guest"})
+            except errors.BackendUnavailable:
+                continue
+        assert node.services[0].up
         assert (await node.sessions.get(fresh.id)).id == fresh.id
     finally:
         await stop_backend(node)

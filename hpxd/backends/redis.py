@@ -173,17 +173,27 @@ class RedisLink(service.Service):
             self._waiting.remove(d)
         self.mark(False, f"no connection within {timeout} s")
 
-    async def run(self, command, *args, **kwargs):
-        """One Redis command; BackendUnavailable at once when Redis is away."""
-        connection = self._connection()
+    def run(self, command, *args, **kwargs):
+        """One Redis command, as a Deferred (plain callbacks: this is every
+        call's path). BackendUnavailable at once when Redis is away."""
+        try:
+            d = getattr(self._connection(), command)(*args, **kwargs)
+        except (errors.BackendUnavailable, txredisapi.ConnectionError) as e:
+            return defer.fail(self._unavailable(e))
         # txredisapi times the reply out itself (replyTimeout) and drops the
         # connection; cancelling its Deferred here instead would leave a
         # reply in its queue for the next command.
-        try:
-            return await getattr(connection, command)(*args, **kwargs)
-        except txredisapi.ConnectionError as e:  # TimeoutError is one too
-            self.mark(False, str(e) or type(e).__name__)
-            raise errors.BackendUnavailable(f"Redis at {self.where} did not answer") from None
+        return d.addErrback(self._failed)
+
+    def _failed(self, failure):
+        failure.trap(txredisapi.ConnectionError)  # TimeoutError is one too
+        raise self._unavailable(failure.value)
+
+    def _unavailable(self, error):
+        self.mark(False, str(error) or type(error).__name__)
+        if isinstance(error, errors.BackendUnavailable):
+            return error
+        return errors.BackendUnavailable(f"Redis at {self.where} did not answer")
 
     def _connection(self):
         """The first live pooled connection. Commands issued in one reactor
@@ -224,13 +234,15 @@ class RedisSessionStore:
         await self.link.run("set", self.key(session.id), session.to_json(), expire=self.lifespan)
         return session
 
-    @deferred
-    async def get(self, session_id):
+    def get(self, session_id):
         if not isinstance(session_id, str) or not session_id:
-            raise errors.SessionExpired()
+            return defer.fail(errors.SessionExpired())
         # GETEX reads and slides the expiry in one round trip.
-        text = await self.link.run("execute_command", "GETEX", self.key(session_id),
-                                   "EX", self.lifespan)
+        d = self.link.run("execute_command", "GETEX", self.key(session_id), "EX", self.lifespan)
+        return d.addCallback(self._loaded, session_id)
+
+    @staticmethod
+    def _loaded(text, session_id):
         if text is None:
             raise errors.SessionExpired()
         return Session.from_json(session_id, text)
