@@ -622,3 +622,47 @@ def test_handshake_timeout_during_a_login_sends_only_the_timeout():
     c.clock.advance(2)
     assert c.replies() == []  # no 411 after the 407
     c.lose()
+
+
+@pytest.mark.parametrize("error, code", [(RuntimeError("hidden"), 100),
+                                         (errors.ApplicationError("said so"), 400)])
+def test_a_call_that_fails_later_is_answered_in_order(conn, error, code):
+    """The coroutine resumed by a failing Deferred gets the error, and the
+    message queued behind it is answered after it."""
+    session = conn.handshake()
+    conn.send([{"fname": "block"}], session)
+    conn.send([{"fname": "add", "a": 1, "b": 1}], session)
+    assert conn.replies() == []
+    conn.pending[0].errback(error)
+    first, second = conn.replies()
+    assert first["data"][0]["error"]["code"] == code
+    assert "hidden" not in json.dumps(first)
+    assert second["data"] == [{"fname": "add", "data": 2}]
+
+
+def test_a_session_store_that_fails_later_gives_a_root_error():
+    """Like Redis dropping while a GETEX is in flight: 504, and the next message is served."""
+    clock = Clock()
+    store = MemorySessionStore(60, clock=clock)
+    pending = []
+    real_get = store.get
+
+    def slow_get(session_id):
+        d = defer.Deferred()
+        pending.append((d, session_id))
+        return d
+    auth = Authenticator(ROLES, USERS, True, "guest", 1.0, clock)
+    node = Node("unit-node", make_task([]), auth, store, MemoryScope(), MemoryHub())
+    c = Conn(node=node, clock=clock)
+    session = c.handshake()
+    store.get = slow_get
+    c.send([{"fname": "add", "a": 1, "b": 1}], session)
+    c.send([{"fname": "add", "a": 2, "b": 2}], session)
+    pending.pop(0)[0].errback(errors.BackendUnavailable("Redis went away"))
+    [reply] = c.replies()
+    assert reply["error"] == {"code": 504, "msg": "Redis went away"}
+    d, sid = pending.pop(0)
+    real_get(sid).chainDeferred(d)
+    [reply] = c.replies()
+    assert reply["data"] == [{"fname": "add", "data": 4}]
+    c.lose()

@@ -273,14 +273,17 @@ class HpxProtocol(Protocol):
         finally:
             self._pumping = False
 
-    def _step(self, coro):
+    def _step(self, coro, result=None):
         """Drive ``_answer``: on the spot while it does not wait, which is the
         common case (ensureDeferred would add a Deferred and three callbacks
         to every message), and from the callback of what it waits on when it
-        does. Resuming inside that callback lets the awaited Deferred hand its
-        result, or raise its failure, into the coroutine itself."""
+        does, the way Twisted's own coroutine driver resumes: a result is
+        sent in, a failure is thrown in."""
         try:
-            waiting = coro.send(None)
+            if isinstance(result, Failure):
+                waiting = result.throwExceptionIntoGenerator(coro)
+            else:
+                waiting = coro.send(result)
         except StopIteration as done:
             self._reply(done.value)
         except BaseException:
@@ -293,7 +296,7 @@ class HpxProtocol(Protocol):
         self._next()
 
     def _resume(self, result, coro):
-        self._step(coro)
+        self._step(coro, result)
         # None: the result went into the coroutine; nothing is left unhandled.
 
     def _next(self):
