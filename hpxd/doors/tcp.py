@@ -296,15 +296,16 @@ class HpxProtocol(Protocol):
         self._next()
 
     def _resume(self, result, coro):
+        self._touch()  # after a wait, idle time counts from the reply
         self._step(coro, result)
         # None: the result went into the coroutine; nothing is left unhandled.
 
     def _next(self):
         self._busy = False
-        self._touch()  # idle time counts from the last reply, too
-        held, self._held_pushes = self._held_pushes, []
-        for message in held:
-            self._write(message)
+        if self._held_pushes:
+            held, self._held_pushes = self._held_pushes, []
+            for message in held:
+                self._write(message)
         if self._closing:
             self.transport.loseConnection()
         else:
