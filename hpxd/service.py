@@ -59,9 +59,8 @@ class HpxdService(service.MultiService):
         self.reactor = reactor
         self.config = config
         self.node, self.backend = build_node(config, task, reactor)
-        backend = self.backend
         self.node.stopper = self.stop_node
-        for child in backend.services:
+        for child in self.backend.services:
             child.setServiceParent(self)
         self.doors = []
         if config.tcp.listen:

@@ -28,3 +28,23 @@ def test_sigterm_broadcasts_serverquit_and_stops(daemons):
     assert client.closed_by_server()
     daemon.wait(20)
     client.close()
+
+
+def test_a_port_in_use_stops_start_up_with_status_1(tmp_path):
+    import socket
+
+    import pytest
+
+    from tests.support import Daemon
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tcp_config().replace("tcp:0:", f"tcp:{port}:", 1)
+        daemon = Daemon(tmp_path, config)
+        try:
+            with pytest.raises(RuntimeError, match="exited 1"):
+                daemon.start()
+            assert "hpxd cannot start" in daemon.log()
+        finally:
+            daemon.stop()
