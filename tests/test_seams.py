@@ -226,3 +226,38 @@ async def test_redis_down_fails_fast_and_recovers(redis_server):
         assert (await node.sessions.get(fresh.id)).id == fresh.id
     finally:
         await stop_backend(node)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_hung_redis_times_out_and_recovers(redis_server):
+    """Redis stops answering (SIGSTOP): calls fail with 504 within the reply
+    timeout instead of hanging, and work again once it answers (SIGCONT)."""
+    import signal
+    from twisted.internet import reactor
+    raw = {"backend": {"kind": "redis", "redis_url": redis_server.url,
+                       "redis_reply_timeout": 1}}
+    node = backends.build(config.from_dict(raw), reactor)
+    for service in node.services:
+        service.startService()
+    await node.ready()
+    try:
+        session = await node.sessions.create({"user_name": None, "role": "guest"})
+        redis_server.proc.send_signal(signal.SIGSTOP)
+        started = reactor.seconds()
+        with pytest.raises(errors.BackendUnavailable):
+            await node.sessions.get(session.id)
+        assert reactor.seconds() - started < 3
+        redis_server.proc.send_signal(signal.SIGCONT)
+        for _ in range(100):
+            await sleep(0.1)
+            try:
+                assert (await node.sessions.get(session.id)).id == session.id
+                break
+            except errors.BackendUnavailable:
+                continue
+        else:
+            pytest.fail("the node did not recover after Redis answered again")
+    finally:
+        redis_server.proc.send_signal(signal.SIGCONT)
+        for service in node.services:
+            await service.stopService()

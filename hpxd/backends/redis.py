@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 import txredisapi
 from twisted.application import service
-from twisted.internet import defer, endpoints, ssl
+from twisted.internet import defer, endpoints, ssl, task
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
@@ -78,9 +78,20 @@ def make_endpoint(reactor, settings, connect_timeout, ca_file=""):
     return _TLSEndpoint(endpoint, ssl.optionsForClientTLS(settings["host"], trustRoot=trust))
 
 
+class _Connection(txredisapi.RedisProtocol):
+    """A pooled connection that notes when Redis last sent it anything."""
+
+    last_progress = 0.0
+
+    def dataReceived(self, data, unpause=False):
+        self.last_progress = self.factory.link.reactor.seconds()
+        return super().dataReceived(data, unpause)
+
+
 class _Pool(txredisapi.RedisFactory):
     """txredisapi's pool, telling the link when it gains or loses connections."""
 
+    protocol = _Connection
     initialDelay, maxDelay = RETRY_INITIAL, RETRY_MAX
     link = None
 
@@ -130,8 +141,10 @@ class RedisLink(service.Service):
         self.pool = _Pool(self.where, self.settings["db"], pool_size, isLazy=True,
                           password=self.settings["password"],
                           username=self.settings["username"],
-                          replyTimeout=self.reply_timeout)
+                          replyTimeout=None)  # see _watch
         self.pool.link = self
+        self.watchdog = task.LoopingCall(self._watch)
+        self.watchdog.clock = reactor
         self.subscribers = None
         self.up = None  # unknown until the first connection or failure
         self._waiting = []
@@ -177,13 +190,26 @@ class RedisLink(service.Service):
         """One Redis command, as a Deferred (plain callbacks: this is every
         call's path). BackendUnavailable at once when Redis is away."""
         try:
-            d = getattr(self._connection(), command)(*args, **kwargs)
+            connection = self._connection()
+            if not connection.replyQueue.waiting:  # its reply clock starts now
+                connection.last_progress = self.reactor.seconds()
+            d = getattr(connection, command)(*args, **kwargs)
         except (errors.BackendUnavailable, txredisapi.ConnectionError) as e:
             return defer.fail(self._unavailable(e))
-        # txredisapi times the reply out itself (replyTimeout) and drops the
-        # connection; cancelling its Deferred here instead would leave a
-        # reply in its queue for the next command.
         return d.addErrback(self._failed)
+
+    def _watch(self):
+        """Drop a connection whose replies are overdue; its waiting commands
+        then fail with 504. One periodic check instead of txredisapi's timer
+        per command (armed and cancelled on every call). Cancelling a
+        command's Deferred instead would leave its reply in the queue for the
+        next command."""
+        now = self.reactor.seconds()
+        for connection in list(self.pool.pool):
+            if connection.connected and connection.replyQueue.waiting \
+                    and now - connection.last_progress > self.reply_timeout:
+                self.mark(False, f"no reply within {self.reply_timeout} s")
+                connection.transport.abortConnection()
 
     def _failed(self, failure):
         failure.trap(txredisapi.ConnectionError)  # TimeoutError is one too
@@ -208,12 +234,16 @@ class RedisLink(service.Service):
 
     def startService(self):
         super().startService()
+        if self.reply_timeout:
+            self.watchdog.start(max(0.1, self.reply_timeout / 4), now=False)
         self.pool.startConnecting(self.endpoint)
         if self.subscribers is not None:
             self.subscribers.startConnecting(self.endpoint)
 
     def stopService(self):
         super().stopService()
+        if self.watchdog.running:
+            self.watchdog.stop()
         factories = [f for f in (self.pool, self.subscribers) if f is not None]
         return defer.DeferredList([f.disconnect() for f in factories], consumeErrors=True)
 
