@@ -396,14 +396,17 @@ def test_oversized_message_while_busy_gets_one_410(small_server):
     # The limit is hit while an earlier call is still running; what follows
     # on that connection is dropped: one 410, then the connection closes.
     client, session = login(small_server)
-    client.send([{"fname": "wait", "seconds": 0.5}], session=session)
-    time.sleep(0.1)
+    # Generous gaps: the two writes must reach the server in separate reads
+    # (one read holding both would carry a known boundary, which is a plain
+    # 410 on an open connection), and both while the call still runs.
+    client.send([{"fname": "wait", "seconds": 2}], session=session)
+    time.sleep(0.5)
     client.send_bytes(b"x" * 5000)
-    time.sleep(0.1)
+    time.sleep(0.5)
     client.send_bytes(b"y" * 100 + EOF_MARK + frame(
         {"session": session, "name": "t", "data": [{"fname": "add", "a": 1, "b": 2}]}))
     messages = recv_all_until_closed(client)
-    assert messages[0]["data"] == [{"fname": "wait", "data": 0.5}]
+    assert messages[0]["data"] == [{"fname": "wait", "data": 2.0}]
     assert len(messages) == 2, messages
     assert_root_error(messages[1], 410)
     assert_serves(small_server)

@@ -113,9 +113,14 @@ class _Subscriber(txredisapi.SubscriberProtocol):
     def connectionMade(self):
         d = super().connectionMade()
         d.addCallback(lambda _: self.subscribe(self.factory.hub.channel))
+        d.addCallback(lambda _: self.factory.hub.link.subscription_made(True))
         d.addErrback(lambda f: self.factory.hub.log.warn(
             "cannot subscribe to the hub channel: {e}", e=f.getErrorMessage()))
         return d
+
+    def connectionLost(self, why):
+        self.factory.hub.link.subscription_made(False)
+        return super().connectionLost(why)
 
     def messageReceived(self, pattern, channel, message):
         self.factory.hub.received(message)
@@ -147,6 +152,7 @@ class RedisLink(service.Service):
         self.watchdog.clock = reactor
         self.subscribers = None
         self.up = None  # unknown until the first connection or failure
+        self.subscribed = False
         self._waiting = []
 
     def subscriber_factory(self, hub):
@@ -163,17 +169,29 @@ class RedisLink(service.Service):
         self.up = up
         if up:
             self.log.info("Redis at {where} is reachable", where=self.where)
-            waiting, self._waiting = self._waiting, []
-            for d in waiting:
-                d.callback(None)
+            self._check_ready()
         else:
             self.log.warn("Redis at {where} is unreachable ({why}); calls that need it fail "
                           "with 504 until it returns", where=self.where, why=why)
 
+    def subscription_made(self, subscribed):
+        self.subscribed = subscribed
+        self._check_ready()
+
+    def _is_ready(self):
+        return self.up and (self.subscribers is None or self.subscribed)
+
+    def _check_ready(self):
+        if self._is_ready():
+            waiting, self._waiting = self._waiting, []
+            for d in waiting:
+                d.callback(None)
+
     def ready(self, timeout):
-        """Fire once connected, or after ``timeout`` anyway (the node starts
-        without Redis and recovers when it comes)."""
-        if self.up:
+        """Fire once connected and subscribed to the hub channel, or after
+        ``timeout`` anyway (the node starts without Redis and recovers when
+        it comes)."""
+        if self._is_ready():
             return defer.succeed(None)
         d = defer.Deferred()
         self._waiting.append(d)
@@ -184,7 +202,11 @@ class RedisLink(service.Service):
     def _not_ready(self, failure, d, timeout):
         if d in self._waiting:
             self._waiting.remove(d)
-        self.mark(False, f"no connection within {timeout} s")
+        if not self.up:
+            self.mark(False, f"no connection within {timeout} s")
+        elif not self.subscribed:
+            self.log.warn("not subscribed to the hub channel within {t} s: pushes from "
+                          "other nodes wait until it is", t=timeout)
 
     def run(self, command, *args, **kwargs):
         """One Redis command, as a Deferred (plain callbacks: this is every
