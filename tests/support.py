@@ -158,21 +158,34 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout=10):
+        """Start (or restart, on the same port). The first start moves to
+        another free port if something took this one meanwhile."""
+        for _ in range(3):
+            if self._start(timeout):
+                self.started_once = True
+                return self
+            if getattr(self, "started_once", False):
+                break
+            self.port = free_port()
+        self.stop()
+        raise RuntimeError("redis-server did not start")
+
+    def _start(self, timeout):
         self.proc = subprocess.Popen(
             [self.program, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.dir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and self.proc.poll() is None:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
                     s.sendall(b"PING\r\n")
                     if s.recv(16).startswith(b"+PONG"):
-                        return self
+                        return True
             except OSError:
                 time.sleep(0.05)
         self.stop()
-        raise RuntimeError("redis-server did not start")
+        return False
 
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:
