@@ -14,14 +14,8 @@ from zope.interface import implementer
 from hpxd.core import errors
 from hpxd.core.hub import COMMAND, PUSH, HubMessage, LocalClients
 from hpxd.core.interfaces import IHub, IScope, ISessionStore
+from hpxd.core.jsonvalues import dump_json
 from hpxd.core.sessions import Session, new_session_id
-
-
-def dump_json(value, what):
-    try:
-        return json.dumps(value)
-    except (TypeError, ValueError) as e:
-        raise errors.BadArguments(f"{what} must be JSON-serialisable ({e})") from None
 
 
 @implementer(ISessionStore)
@@ -33,7 +27,7 @@ class MemorySessionStore:
             from twisted.internet import reactor as clock
         self.lifespan = lifespan
         self.clock = clock
-        self._sessions = {}  # id -> [json text, expires at]
+        self._sessions = {}  # id -> [user_info, data as JSON text, expires at]
 
     def create(self, user_info):
         session = Session(new_session_id(), dict(user_info), {})

@@ -27,11 +27,11 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
-from hpxd.backends.memory import dump_json
 from hpxd.core import errors
 from hpxd.core.deferreds import deferred
 from hpxd.core.hub import COMMAND, PUSH, HubMessage, LocalClients
 from hpxd.core.interfaces import IHub, IScope, ISessionStore
+from hpxd.core.jsonvalues import dump_json
 from hpxd.core.sessions import Session, new_session_id
 
 HUB_FORMAT = 1  # version of the pub/sub message format
