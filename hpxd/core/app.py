@@ -45,7 +45,9 @@ class Function:
 
     def invoke(self, ctx, kwargs):
         """Call the function with ``kwargs``; BadArguments if they do not fit."""
-        if self._simple and self._required <= kwargs.keys() <= self._allowed:
+        keys = kwargs.keys()
+        # Most calls pass every parameter: one comparison accepts them.
+        if self._simple and (keys == self._allowed or self._required <= keys <= self._allowed):
             return self.fn(ctx, **kwargs)
         bound = self.bind(ctx, kwargs)
         return self.fn(*bound.args, **bound.kwargs)
@@ -64,6 +66,9 @@ class Item:
         # task), fixed at birth since names never change.
         self.path = "" if parent is None else (
             name if parent.parent is None else f"{parent.path}.{name}")
+        # Roles grant privileges by item path; the task's own functions go by
+        # the task's name.
+        self.privilege_key = self.path or self.task.name
         self.fields = _check_fields(fields or {})
         self.functions = {}
         self.children = {}
@@ -95,7 +100,9 @@ class Item:
                 raise ValueError(f"function name {fname!r} must be a Python identifier")
             if fname in self.functions:
                 raise ValueError(f"{self.path or 'task'} already has a function {fname!r}")
-            self.functions[fname] = Function(self, fname, f, requires, get)
+            function = Function(self, fname, f, requires, get)
+            self.functions[fname] = function
+            self.task._by_name[function.full_name] = function
             return f
 
         return register(fn) if fn is not None else register
@@ -109,7 +116,7 @@ class Task(Item):
 
     def __init__(self, name):
         self._by_id = {}
-        self._by_name = None
+        self._by_name = {}  # "add", "catalog.test" -> Function
         super().__init__(None, None, name)
 
     def _register(self, item):
@@ -128,20 +135,12 @@ class Task(Item):
                 return None
         return node
 
-    def _functions_by_name(self):
-        # Built on first use, after the app module has registered everything;
-        # a function registered later still resolves through the slow path.
-        if self._by_name is None:
-            self._by_name = {f.full_name: f for i in self._by_id.values()
-                             for f in i.functions.values()}
-        return self._by_name
-
     def items(self):
         return list(self._by_id.values())
 
     def resolve(self, fname):
         """"add" -> task function; "catalog.test" -> function of item catalog."""
-        function = self._functions_by_name().get(fname) if isinstance(fname, str) else None
+        function = self._by_name.get(fname) if type(fname) is str else None
         if function is not None:
             return function
         if not isinstance(fname, str) or not fname:

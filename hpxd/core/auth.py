@@ -15,6 +15,7 @@ from hpxd.core import errors
 from hpxd.core.passwords import DUMMY_HASH, verify_in_thread
 
 PRIVILEGES = ("view", "create", "edit", "delete")
+MAX_DECISIONS = 4096  # remembered (role, item, privilege) answers; see can()
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Authenticator:
         if clock is None:
             from twisted.internet import reactor as clock
         self.clock = clock
+        self._decisions = {}
 
     def role(self, name):
         return self.roles.get(name) or Role(name)
@@ -81,7 +83,18 @@ class Authenticator:
         return {"user_name": user.name, "role": user.role}
 
     def can(self, user_info, item_name, privilege):
-        return self.role(user_info.get("role")).allows(item_name, privilege)
+        # Every call asks this. Roles are fixed once the node runs, so the
+        # answer for (role, item, privilege) never changes: remember it.
+        # Bounded, because role names come from session data.
+        key = (user_info.get("role"), item_name, privilege)
+        try:
+            return self._decisions[key]
+        except (KeyError, TypeError):  # TypeError: a role name that is not hashable
+            pass
+        allowed = self.role(key[0]).allows(item_name, privilege)
+        if len(self._decisions) < MAX_DECISIONS and isinstance(key[0], (str, type(None))):
+            self._decisions[key] = allowed
+        return allowed
 
     def can_send_commands(self, user_info):
         return self.role(user_info.get("role")).server_commands

@@ -36,8 +36,7 @@ class ItemContext:
         return self._node.records.table(self.item)
 
     def _can(self, privilege):
-        return self._node.auth.can(self.session.user_info, self._node.privilege_key(self.item),
-                                   privilege)
+        return self._node.auth.can(self.session.user_info, self.item.privilege_key, privilege)
 
     def can_view(self):
         return self._can("view")

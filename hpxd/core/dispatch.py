@@ -36,12 +36,13 @@ class Dispatcher:
         this is every call's path."""
         if not self.accepting:
             raise errors.ShuttingDown()
-        function = self.node.task.resolve(fname)
-        key = self.node.privilege_key(function.item)
-        if not self.node.auth.can(session.user_info, key, function.requires):
-            raise errors.PermissionDenied(
-                f"{fname}: your role {session.role!r} lacks {function.requires!r} on {key!r}")
-        ctx = ItemContext(self.node, function.item, session, environ, stream, function.full_name)
+        node = self.node
+        function = node.task.resolve(fname)
+        item = function.item
+        if not node.auth.can(session.user_info, item.privilege_key, function.requires):
+            raise errors.PermissionDenied(f"{fname}: your role {session.role!r} lacks "
+                                          f"{function.requires!r} on {item.privilege_key!r}")
+        ctx = ItemContext(node, item, session, environ, stream, function.full_name)
         # Comparing snapshots costs two JSON dumps: skip them while data is empty.
         before = session.snapshot() if session.data else None
         self.inflight += 1
@@ -61,14 +62,14 @@ class Dispatcher:
                 if (session.data or before is not None) and session.snapshot() != before:
                     await self._save(session, fname)
             finally:
-                self._finished()
+                self.inflight -= 1
+                if not self.inflight and self._drained:
+                    self._wake_drained()
 
-    def _finished(self):
-        self.inflight -= 1
-        if not self.inflight and self._drained:
-            waiting, self._drained = self._drained, []
-            for d in waiting:
-                d.callback(None)
+    def _wake_drained(self):
+        waiting, self._drained = self._drained, []
+        for d in waiting:
+            d.callback(None)
 
     async def _save(self, session, fname):
         try:

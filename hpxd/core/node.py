@@ -29,10 +29,6 @@ class Node:
         self.control = ServerControl(self)
         self.stopper = None
 
-    def privilege_key(self, item):
-        """Roles grant privileges by item path; the task's own functions go by its name."""
-        return item.path or item.task.name
-
     def stop(self, status=0):
         if self.stopper is None:
             self.dispatcher.accepting = False

@@ -31,6 +31,7 @@ NO_REPLY = object()  # the message's answer went out another way (a broadcast)
 
 
 MAX_DEFLATE_RATIO = 1032  # deflate cannot expand data more than this
+GZIP_TRAILER = struct.Struct("<II")  # CRC-32 and size of the member's data
 
 
 def inflate(frame, limit):
@@ -47,8 +48,8 @@ def inflate(frame, limit):
             out = zlib.decompress(frame, 16 + zlib.MAX_WBITS)
         except zlib.error:
             out = None
-        if out is not None and frame[-8:] == struct.pack("<II", zlib.crc32(out),
-                                                         len(out) & 0xFFFFFFFF):
+        if out is not None and frame[-8:] == GZIP_TRAILER.pack(zlib.crc32(out),
+                                                              len(out) & 0xFFFFFFFF):
             return out
     if not frame:
         raise errors.ParsingError("empty message: expected gzip data before <EOF>")
@@ -81,6 +82,9 @@ def decode(frame, limit):
 
 
 def check_envelope(message):
+    if type(message) is dict and message.keys() == ENVELOPE_KEYS \
+            and type(message["session"]) is str and type(message["name"]) is str:
+        return message  # the usual, complete envelope
     if not isinstance(message, dict):
         raise errors.InvalidMessage('a message must be a JSON object {"session", "name", "data"}')
     if not message.keys() <= ENVELOPE_KEYS:
@@ -95,20 +99,30 @@ def check_envelope(message):
     return message
 
 
+def bad_call(fname):
+    """The reply entry for a call that is not an object with a string "fname"."""
+    error = errors.InvalidMessage('each call must be an object with a string "fname"')
+    return {"fname": fname, "data": None, "error": error.as_dict()}
+
+
 def encode(message):
     return zlib_gzip(json.dumps(message).encode("utf-8")) + EOF_MARK
 
 
 def zlib_gzip(raw):
-    """gzip at level 5 (as the public client), window sized to the message.
+    """gzip at level 5 (as the public client), zlib's state sized to the message.
 
-    A full 32 KiB window makes zlib allocate ~256 KiB of state per message,
-    which malloc may hand out by mmap and page in each time: tens of
-    microseconds for a 70-byte reply. A window no larger than the message
-    compresses the same and any gzip reader inflates it.
+    With the defaults (32 KiB window, memLevel 8) zlib allocates and clears
+    about 256 KiB of state per message: tens of microseconds for a 70-byte
+    reply, and the rest of the server's working set pushed out of the CPU
+    cache. A window no larger than the message and a hash table and symbol
+    buffer to match (memLevel) compress small messages the same; any gzip
+    reader inflates the result.
     """
-    window_bits = max(9, min(15, len(raw).bit_length()))
-    compressor = zlib.compressobj(5, zlib.DEFLATED, 16 + window_bits)
+    bits = len(raw).bit_length()
+    window_bits = max(9, min(15, bits))
+    mem_level = max(1, min(8, bits - 6))  # hash table 2**(mem_level + 7) entries
+    compressor = zlib.compressobj(5, zlib.DEFLATED, 16 + window_bits, mem_level)
     return compressor.compress(raw) + compressor.flush()
 
 
@@ -214,7 +228,7 @@ class HpxProtocol(Protocol):
     def dataReceived(self, data):
         if self._closing or self._closing_after_queue:
             return  # hanging up: nothing after an oversized message is read
-        self._touch()
+        self._last_activity = self.factory.clock.seconds()  # see _touch
         self._data_seen = True
         limit = self.factory.config.max_message_bytes
         if not self._buffer and data.endswith(EOF_MARK):
@@ -222,8 +236,15 @@ class HpxProtocol(Protocol):
             for frame in data[:-len(EOF_MARK)].split(EOF_MARK):
                 self._queue.append(frame if len(frame) <= limit else
                                    errors.ParsingError(f"message larger than {limit} bytes"))
-            self._pump_or_pause()
-            return
+        else:
+            self._frame(data, limit)
+        if len(self._queue) > MAX_QUEUED and not self._paused:
+            self._paused = True
+            self.transport.pauseProducing()
+        self._pump()
+
+    def _frame(self, data, limit):
+        """Queue each whole message of the buffer; keep the partial rest."""
         self._buffer += data
         while True:
             end = self._buffer.find(EOF_MARK, self._scan_from)
@@ -242,22 +263,15 @@ class HpxProtocol(Protocol):
             self._buffer.clear()
             self._closing_after_queue = True
         self._scan_from = max(0, len(self._buffer) - len(EOF_MARK) + 1)
-        self._pump_or_pause()
-
-    def _pump_or_pause(self):
-        if len(self._queue) > MAX_QUEUED and not self._paused:
-            self._paused = True
-            self.transport.pauseProducing()
-        self._pump()
 
     _closing_after_queue = False
 
     def _pump(self):
-        # A loop, not recursion: most answers are ready at once, and _next
+        # A loop, not recursion: most answers are ready at once, and _step
         # re-entering _pump for each of hundreds of messages from one read
         # would exhaust the stack (RecursionError).
         if self._pumping:
-            return  # _next ran inside the loop below, which carries on
+            return  # _step ran inside the loop below, which carries on
         self._pumping = True
         try:
             while not (self._busy or self._closing):
@@ -285,7 +299,8 @@ class HpxProtocol(Protocol):
             else:
                 waiting = coro.send(result)
         except StopIteration as done:
-            self._reply(done.value)
+            if done.value is not NO_REPLY:
+                self._write(done.value)
         except BaseException:
             self._crashed(Failure())
         else:
@@ -293,14 +308,7 @@ class HpxProtocol(Protocol):
                 waiting = defer.succeed(None)
             waiting.addBoth(self._resume, coro)
             return
-        self._next()
-
-    def _resume(self, result, coro):
-        self._touch()  # after a wait, idle time counts from the reply
-        self._step(coro, result)
-        # None: the result went into the coroutine; nothing is left unhandled.
-
-    def _next(self):
+        # The message is answered: the next one may start.
         self._busy = False
         if self._held_pushes:
             held, self._held_pushes = self._held_pushes, []
@@ -308,17 +316,18 @@ class HpxProtocol(Protocol):
                 self._write(message)
         if self._closing:
             self.transport.loseConnection()
-        else:
+        elif not self._pumping:  # answered later, from a callback
             self._pump()
+
+    def _resume(self, result, coro):
+        self._touch()  # after a wait, idle time counts from the reply
+        self._step(coro, result)
+        # None: the result went into the coroutine; nothing is left unhandled.
 
     def _crashed(self, failure):
         # _answer turns every error into a reply; reaching here is our bug.
         self.log.failure("TCP door failed on a message from {peer}", failure, peer=self.peer)
         self._write(self._root_error(errors.UnhandledError(), ""))
-
-    def _reply(self, reply):
-        if reply is not NO_REPLY:
-            self._write(reply)
 
     def _write(self, message):
         if self.transport is not None and self.connected and not self._hung_up:
@@ -352,17 +361,39 @@ class HpxProtocol(Protocol):
     # -- messages --------------------------------------------------------
 
     async def _answer(self, frame):
+        # Every message's path, so the common case (a call list) is written
+        # out here rather than spread over nested coroutines.
         session_id = ""
         try:
-            if isinstance(frame, errors.HpxdError):
-                raise frame
+            if type(frame) is not bytes:
+                raise frame  # an HpxdError found while framing
             message = decode(frame, self.factory.config.max_message_bytes)
             session_id = message.get("session", "")
             data = message["data"]
+            if type(data) is list:
+                if not session_id:
+                    raise errors.AuthRequired("do the handshake first, or send your session id")
+                session = await self.factory.node.sessions.get(session_id)
+                if session_id != self.session_id:
+                    self._authenticated(session)
+                environ = self._environ or self._make_environ()
+                run = self.factory.node.dispatcher.run
+                results = []
+                for call in data:
+                    fname = call.get("fname") if type(call) is dict else None
+                    if type(fname) is not str:
+                        results.append(bad_call(fname))
+                        continue
+                    kwargs = dict(call)
+                    del kwargs["fname"]
+                    try:
+                        results.append({"fname": fname, "data": await run(
+                            session, fname, kwargs, environ, fname)})
+                    except errors.HpxdError as e:
+                        results.append({"fname": fname, "data": None, "error": e.as_dict()})
+                return {"session": session_id, "name": self.factory.node.name, "data": results}
             if isinstance(data, dict):
                 return await self._handshake(data)
-            if isinstance(data, list):
-                return await self._calls(session_id, data)
             return await self._command(session_id, data)
         except errors.HpxdError as e:
             self.log.info("TCP error {code} for {peer}: {msg}", code=e.code, msg=e.msg,
@@ -412,27 +443,10 @@ class HpxProtocol(Protocol):
 
     _environ = None
 
-    async def _calls(self, session_id, calls):
-        session = await self._session(session_id)
-        if self._environ is None:  # read-only: one for all calls of the connection
-            self._environ = MappingProxyType({"door": "tcp", "peer": self.peer, "client": self})
-        return self._envelope([await self._call(session, call, self._environ) for call in calls],
-                              session_id)
-
-    async def _call(self, session, call, environ):
-        if not isinstance(call, dict) or not isinstance(call.get("fname"), str):
-            error = errors.InvalidMessage('each call must be an object with a string "fname"')
-            fname = call.get("fname") if isinstance(call, dict) else None
-            return {"fname": fname, "data": None, "error": error.as_dict()}
-        fname = call["fname"]
-        kwargs = dict(call)
-        del kwargs["fname"]
-        try:
-            result = await self.factory.node.dispatcher.run(session, fname, kwargs, environ,
-                                                            stream=fname)
-        except errors.HpxdError as e:
-            return {"fname": fname, "data": None, "error": e.as_dict()}
-        return {"fname": fname, "data": result}
+    def _make_environ(self):
+        # Read-only, one for all calls of the connection.
+        self._environ = MappingProxyType({"door": "tcp", "peer": self.peer, "client": self})
+        return self._environ
 
     async def _command(self, session_id, data):
         name = control.parse_command(data)
