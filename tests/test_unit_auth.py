@@ -7,7 +7,7 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 
 from tests.support import wait_until
-from hpxd.core import errors
+from hpxd.core import auth as auth_module, errors
 from hpxd.core.auth import Authenticator, Role, User
 from hpxd.core.passwords import hash_password
 
@@ -70,6 +70,18 @@ def test_authenticator_can_and_unknown_role():
     assert not auth.can({"role": "user"}, "catalog", "edit")
     assert not auth.can({"role": "ghost"}, "orders", "view")
     assert not auth.can({}, "orders", "view")
+
+
+def test_remembered_answers_stay_right_and_bounded(monkeypatch):
+    monkeypatch.setattr(auth_module, "MAX_DECISIONS", 3)
+    auth = make_auth(Clock())
+    for _ in range(2):  # the second round is answered from memory
+        assert auth.can({"role": "user"}, "orders", "edit")
+        assert not auth.can({"role": "user"}, "catalog", "edit")
+        assert not auth.can({"role": "ghost"}, "orders", "view")
+        assert auth.can({"role": "admin"}, "anything", "delete")
+        assert not auth.can({"role": ["not", "hashable"]}, "orders", "view")
+    assert len(auth._decisions) == 3
 
 
 def test_can_send_commands():

@@ -9,6 +9,7 @@ from hpxd.backends.memory import MemoryHub, MemoryScope, MemorySessionStore
 from hpxd.core import errors
 from hpxd.core.app import Task
 from hpxd.core.auth import Authenticator, Role
+from hpxd.core.dispatch import Later
 from hpxd.core.hub import SEND
 from hpxd.core.node import Node
 
@@ -325,3 +326,27 @@ def test_non_json_session_data_fails_cleanly(node):
     error = yield failure_of(call(node, s, "spoil"))
     assert isinstance(error, errors.UnhandledError) and error.code == 100  # an app bug
     assert (yield node.sessions.get(s.id)).data == {"count": 1}
+
+
+@pytest_twisted.inlineCallbacks
+def test_start_answers_plain_calls_at_once_and_defers_the_rest(node):
+    """The synchronous entry point doors use first: a plain value when the
+    function answered at once and left nothing to save, else a Later."""
+    s = yield session_for(node, GUEST)
+    assert node.dispatcher.start(s, "add", {"a": 2, "b": 3}, ENVIRON) == 5
+    assert node.dispatcher.inflight == 0
+    later = node.dispatcher.start(s, "later", {"value": 21}, ENVIRON)
+    assert isinstance(later, Later)
+    assert (yield defer.ensureDeferred(later.rest)) == 42
+    counted = node.dispatcher.start(s, "count", {}, ENVIRON)  # changes session data
+    assert isinstance(counted, Later)
+    assert node.dispatcher.inflight == 1
+    assert (yield defer.ensureDeferred(counted.rest)) == 1
+    assert node.dispatcher.inflight == 0
+    assert (yield node.sessions.get(s.id)).data == {"count": 1}
+    with pytest.raises(errors.FunctionNotFound):
+        node.dispatcher.start(s, "nope", {}, ENVIRON)
+    failing = node.dispatcher.start(s, "boom", {}, ENVIRON)  # raised at once: logged in rest
+    assert isinstance((yield failure_of(defer.ensureDeferred(failing.rest))),
+                      errors.UnhandledError)
+    assert node.dispatcher.inflight == 0

@@ -307,3 +307,15 @@ def test_deferreds_are_real_deferreds(store):
     session = yield store.create(GUEST)
     assert isinstance(store.get(session.id), defer.Deferred)
     assert isinstance(MemoryScope().get("x"), defer.Deferred)
+
+
+def test_get_now_answers_without_a_deferred(store, clock):
+    session = result_of(store.create({"user_name": None, "role": "guest"}))
+    now = store.get_now(session.id)
+    assert now.id == session.id and now.user_info == {"user_name": None, "role": "guest"}
+    now.user_info["role"] = "admin"  # a copy: the store is not changed
+    assert store.get_now(session.id).role == "guest"
+    with pytest.raises(errors.SessionExpired):
+        store.get_now("nope")
+    with pytest.raises(errors.SessionExpired):
+        store.get_now(["not", "a", "string"])

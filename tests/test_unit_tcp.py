@@ -645,7 +645,7 @@ def test_a_session_store_that_fails_later_gives_a_root_error():
     clock = Clock()
     store = MemorySessionStore(60, clock=clock)
     pending = []
-    real_get = store.get
+    real_get_now = store.get_now
 
     def slow_get(session_id):
         d = defer.Deferred()
@@ -656,13 +656,44 @@ def test_a_session_store_that_fails_later_gives_a_root_error():
     c = Conn(node=node, clock=clock)
     session = c.handshake()
     store.get = slow_get
+    store.get_now = lambda session_id: None  # like Redis: always ask get()
     c.send([{"fname": "add", "a": 1, "b": 1}], session)
     c.send([{"fname": "add", "a": 2, "b": 2}], session)
     pending.pop(0)[0].errback(errors.BackendUnavailable("Redis went away"))
     [reply] = c.replies()
     assert reply["error"] == {"code": 504, "msg": "Redis went away"}
     d, sid = pending.pop(0)
-    real_get(sid).chainDeferred(d)
+    d.callback(real_get_now(sid))
     [reply] = c.replies()
     assert reply["data"] == [{"fname": "add", "data": 4}]
     c.lose()
+
+
+def test_a_call_list_that_waits_midway_keeps_its_order(conn):
+    """Calls after one that waits run only once it has answered, in order."""
+    session = conn.handshake()
+    conn.send([{"fname": "add", "a": 1, "b": 1}, {"fname": "block"},
+               {"fname": "add", "a": 2}, {"fname": "block"}, {"fname": "add", "a": 3, "b": 3}],
+              session)
+    assert conn.replies() == []
+    assert len(conn.pending) == 1  # the second block has not started yet
+    conn.pending[0].callback("first")
+    assert conn.replies() == []
+    assert len(conn.pending) == 2
+    conn.pending[1].callback("second")
+    [reply] = conn.replies()
+    assert reply["session"] == session
+    assert [(e["fname"], e["data"], e.get("error", {}).get("code")) for e in reply["data"]] == [
+        ("add", 2, None), ("block", "first", None), ("add", None, 413),
+        ("block", "second", None), ("add", 6, None)]
+    assert conn.node.dispatcher.inflight == 0
+
+
+def test_a_bug_in_the_door_answers_100_and_the_next_message_is_served(conn, monkeypatch):
+    session = conn.handshake()
+    monkeypatch.setattr(conn.proto, "_run_calls", lambda *a: 1 / 0)
+    conn.send([{"fname": "add", "a": 1, "b": 1}], session)
+    [reply] = conn.replies()
+    assert reply["error"]["code"] == 100
+    monkeypatch.undo()
+    assert conn.ask([{"fname": "add", "a": 1, "b": 1}], session)["data"][0]["data"] == 2

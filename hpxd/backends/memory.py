@@ -36,18 +36,24 @@ class MemorySessionStore:
         return defer.succeed(session)
 
     def get(self, session_id):
-        entry = self._sessions.get(session_id) if isinstance(session_id, str) else None
+        try:
+            return defer.succeed(self.get_now(session_id))
+        except errors.HpxdError as e:
+            return defer.fail(e)
+
+    def get_now(self, session_id):
+        entry = self._sessions.get(session_id) if type(session_id) is str else None
         now = self.clock.seconds()
         if entry is None or entry[2] <= now:
             if entry is not None:
                 del self._sessions[session_id]
-            return defer.fail(errors.SessionExpired())
+            raise errors.SessionExpired()
         entry[2] = now + self.lifespan
         user_info, data_text, _ = entry
         # Copies, as Redis would give: a caller's changes reach the store
         # only through save(). Most sessions carry no data: no parsing then.
         data = json.loads(data_text) if data_text != "{}" else {}
-        return defer.succeed(Session(session_id, dict(user_info), data))
+        return Session(session_id, dict(user_info), data)
 
     def save(self, session):
         entry = self._sessions.get(session.id)

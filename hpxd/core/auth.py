@@ -57,7 +57,8 @@ class Authenticator:
         self._decisions = {}
 
     def role(self, name):
-        return self.roles.get(name) or Role(name)
+        known = self.roles.get(name) if isinstance(name, str) else None
+        return known or Role(str(name))  # an unknown role allows nothing
 
     def guest(self):
         """The user_info of a guest, or AuthRequired when guests are off."""

@@ -16,6 +16,16 @@ PLAIN = frozenset({int, float, str, bool, list, dict, tuple, type(None)})
 AWAITABLE = (defer.Deferred, types.CoroutineType)
 
 
+class Later:
+    """What ``Dispatcher.start`` returns for a call that must wait: ``rest``
+    is the coroutine that finishes it (await it exactly once)."""
+
+    __slots__ = ("rest",)
+
+    def __init__(self, rest):
+        self.rest = rest
+
+
 class Dispatcher:
     log = Logger()
 
@@ -31,9 +41,21 @@ class Dispatcher:
         return defer.ensureDeferred(self.run(session, fname, kwargs, environ, stream))
 
     async def run(self, session, fname, kwargs, environ, stream=None):
-        """``call`` as a coroutine, for doors that ``await`` it: no Deferred
-        is made for a call that finishes at once. One coroutine on purpose:
-        this is every call's path."""
+        """``call`` as a coroutine, for doors that ``await`` it."""
+        result = self.start(session, fname, kwargs, environ, stream)
+        if type(result) is Later:
+            return await result.rest
+        return result
+
+    def start(self, session, fname, kwargs, environ, stream=None):
+        """Run ``fname`` as far as it goes without waiting: every call's path.
+
+        Returns the function's result when it answered at once and left no
+        session data to save (the common case: no coroutine, no Deferred);
+        otherwise a ``Later`` whose coroutine finishes the call. Raises
+        ``HpxdError`` (and never any other exception) when the call is
+        refused or fails at once.
+        """
         if not self.accepting:
             raise errors.ShuttingDown()
         node = self.node
@@ -48,6 +70,20 @@ class Dispatcher:
         self.inflight += 1
         try:
             result = function.invoke(ctx, kwargs if isinstance(kwargs, dict) else {})
+        except Exception as e:
+            return Later(self._finish(session, function, None, e, before))
+        if before is None and not session.data and (
+                type(result) in PLAIN or not (isinstance(result, AWAITABLE)
+                                              or inspect.isawaitable(result))):
+            self._done()
+            return result
+        return Later(self._finish(session, function, result, None, before))
+
+    async def _finish(self, session, function, result, error, before):
+        """Await the function's result, then save the session if it changed."""
+        try:
+            if error is not None:
+                raise error
             if type(result) not in PLAIN and (isinstance(result, AWAITABLE)
                                               or inspect.isawaitable(result)):
                 result = await result
@@ -60,16 +96,16 @@ class Dispatcher:
         finally:
             try:
                 if (session.data or before is not None) and session.snapshot() != before:
-                    await self._save(session, fname)
+                    await self._save(session, function.full_name)
             finally:
-                self.inflight -= 1
-                if not self.inflight and self._drained:
-                    self._wake_drained()
+                self._done()
 
-    def _wake_drained(self):
-        waiting, self._drained = self._drained, []
-        for d in waiting:
-            d.callback(None)
+    def _done(self):
+        self.inflight -= 1
+        if not self.inflight and self._drained:
+            waiting, self._drained = self._drained, []
+            for d in waiting:
+                d.callback(None)
 
     async def _save(self, session, fname):
         try:

@@ -1,7 +1,9 @@
 """The core's seams. Backends (memory, redis) implement them.
 
 Every method returns a Deferred, even in the memory backend, so that code
-written against one backend runs unchanged on the other.
+written against one backend runs unchanged on the other. The one exception
+is ``ISessionStore.get_now``, a synchronous fast path that a store may
+decline (None) and that every caller backs with ``get``.
 """
 
 from zope.interface import Attribute, Interface
@@ -21,6 +23,15 @@ class ISessionStore(Interface):
 
         Fails with L{hpxd.core.errors.SessionExpired} when the id is unknown
         or its lifespan ran out; never falls back to a guest.
+        """
+
+    def get_now(session_id):
+        """``get`` without a Deferred, for stores that can answer without I/O.
+
+        Returns the live session (its lifespan extended), raises
+        L{hpxd.core.errors.SessionExpired} as ``get`` fails, or returns None
+        when the answer needs I/O: then call ``get``. Doors try this first
+        on every call; the memory store always answers, Redis never does.
         """
 
     def save(session):

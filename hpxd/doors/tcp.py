@@ -10,7 +10,7 @@ import secrets
 import struct
 import zlib
 from collections import deque
-from types import MappingProxyType
+from types import CoroutineType, MappingProxyType
 
 from twisted.application import service
 from twisted.internet import defer, endpoints
@@ -21,6 +21,7 @@ from zope.interface import implementer
 
 import hpxd
 from hpxd.core import control, errors
+from hpxd.core.dispatch import Later
 from hpxd.core.hub import COMMAND
 from hpxd.core.interfaces import IHubClient
 
@@ -97,6 +98,15 @@ def check_envelope(message):
         if not isinstance(message.get(key, ""), str):
             raise errors.InvalidMessage(f'"{key}" must be a string')
     return message
+
+
+class Paused:
+    """A call list stopped at ``index``, whose call must wait (``later``)."""
+
+    __slots__ = ("results", "index", "later")
+
+    def __init__(self, results, index, later):
+        self.results, self.index, self.later = results, index, later
 
 
 def bad_call(fname):
@@ -283,32 +293,42 @@ class HpxProtocol(Protocol):
                         self.transport.loseConnection()
                     return
                 self._busy = True
-                self._step(self._answer(self._queue.popleft()))
+                try:
+                    reply = self._answer_now(self._queue.popleft())
+                except Exception:
+                    self._crashed(Failure())
+                    reply = NO_REPLY
+                if type(reply) is CoroutineType:
+                    self._step(reply)  # it must wait for something
+                else:
+                    self._answered(reply)
         finally:
             self._pumping = False
 
     def _step(self, coro, result=None):
-        """Drive ``_answer``: on the spot while it does not wait, which is the
-        common case (ensureDeferred would add a Deferred and three callbacks
-        to every message), and from the callback of what it waits on when it
-        does, the way Twisted's own coroutine driver resumes: a result is
-        sent in, a failure is thrown in."""
+        """Drive ``_answer``: on the spot until it waits, then from the
+        callback of what it waits on, the way Twisted's own coroutine driver
+        resumes (a result is sent in, a failure is thrown in), but without
+        the Deferred and callbacks ensureDeferred adds to every message."""
         try:
             if isinstance(result, Failure):
                 waiting = result.throwExceptionIntoGenerator(coro)
             else:
                 waiting = coro.send(result)
         except StopIteration as done:
-            if done.value is not NO_REPLY:
-                self._write(done.value)
+            self._answered(done.value)
         except BaseException:
             self._crashed(Failure())
+            self._answered(NO_REPLY)
         else:
             if not isinstance(waiting, defer.Deferred):  # a bare yield: go on at once
                 waiting = defer.succeed(None)
             waiting.addBoth(self._resume, coro)
-            return
-        # The message is answered: the next one may start.
+
+    def _answered(self, reply):
+        """Send the message's reply; the next message may start."""
+        if reply is not NO_REPLY:
+            self._write(reply)
         self._busy = False
         if self._held_pushes:
             held, self._held_pushes = self._held_pushes, []
@@ -325,7 +345,8 @@ class HpxProtocol(Protocol):
         # None: the result went into the coroutine; nothing is left unhandled.
 
     def _crashed(self, failure):
-        # _answer turns every error into a reply; reaching here is our bug.
+        # _answer_now and _answer turn every error into a reply; reaching
+        # here is our bug.
         self.log.failure("TCP door failed on a message from {peer}", failure, peer=self.peer)
         self._write(self._root_error(errors.UnhandledError(), ""))
 
@@ -360,9 +381,12 @@ class HpxProtocol(Protocol):
 
     # -- messages --------------------------------------------------------
 
-    async def _answer(self, frame):
-        # Every message's path, so the common case (a call list) is written
-        # out here rather than spread over nested coroutines.
+    def _answer_now(self, frame):
+        """The reply to one message, or the ``_answer`` coroutine that will
+        make it when something must wait (a login, a store that needs I/O,
+        a function that returns a Deferred). Every message's path: the
+        common case, calls on a session the store holds, makes no coroutine
+        and no Deferred."""
         session_id = ""
         try:
             if type(frame) is not bytes:
@@ -370,35 +394,77 @@ class HpxProtocol(Protocol):
             message = decode(frame, self.factory.config.max_message_bytes)
             session_id = message.get("session", "")
             data = message["data"]
-            if type(data) is list:
+            if type(data) is not list or not session_id:
+                return self._answer(message)
+            session = self.factory.node.sessions.get_now(session_id)
+            if session is None:  # the store must ask elsewhere (Redis)
+                return self._answer(message)
+            if session_id != self.session_id:
+                self._authenticated(session)
+            reply = self._run_calls(session, data, [])
+            if type(reply) is Paused:
+                return self._answer(message, session, reply)
+            return reply
+        except errors.HpxdError as e:
+            return self._error_reply(e, session_id)
+
+    async def _answer(self, message, session=None, paused=None):
+        """``_answer_now`` for messages that wait; ``paused`` carries on a
+        call list where ``_run_calls`` stopped."""
+        session_id = message.get("session", "")
+        try:
+            data = message["data"]
+            if paused is None:
+                if isinstance(data, dict):
+                    return await self._handshake(data)
+                if not isinstance(data, list):
+                    return await self._command(session_id, data)
                 if not session_id:
                     raise errors.AuthRequired("do the handshake first, or send your session id")
                 session = await self.factory.node.sessions.get(session_id)
                 if session_id != self.session_id:
                     self._authenticated(session)
-                environ = self._environ or self._make_environ()
-                run = self.factory.node.dispatcher.run
-                results = []
-                for call in data:
-                    fname = call.get("fname") if type(call) is dict else None
-                    if type(fname) is not str:
-                        results.append(bad_call(fname))
-                        continue
-                    kwargs = dict(call)
-                    del kwargs["fname"]
-                    try:
-                        results.append({"fname": fname, "data": await run(
-                            session, fname, kwargs, environ, fname)})
-                    except errors.HpxdError as e:
-                        results.append({"fname": fname, "data": None, "error": e.as_dict()})
-                return {"session": session_id, "name": self.factory.node.name, "data": results}
-            if isinstance(data, dict):
-                return await self._handshake(data)
-            return await self._command(session_id, data)
+                paused = self._run_calls(session, data, [])
+            while type(paused) is Paused:
+                fname = data[paused.index]["fname"]
+                try:
+                    entry = {"fname": fname, "data": await paused.later.rest}
+                except errors.HpxdError as e:
+                    entry = {"fname": fname, "data": None, "error": e.as_dict()}
+                paused.results.append(entry)
+                paused = self._run_calls(session, data, paused.results, paused.index + 1)
+            return paused
         except errors.HpxdError as e:
-            self.log.info("TCP error {code} for {peer}: {msg}", code=e.code, msg=e.msg,
-                          peer=self.peer)
-            return self._root_error(e, session_id)
+            return self._error_reply(e, session_id)
+
+    def _run_calls(self, session, calls, results, start=0):
+        """Run ``calls[start:]`` in order, adding their entries to ``results``.
+
+        Returns the reply, or ``Paused`` at the first call that must wait."""
+        environ = self._environ or self._make_environ()
+        dispatcher = self.factory.node.dispatcher
+        for index in range(start, len(calls)):
+            call = calls[index]
+            fname = call.get("fname") if type(call) is dict else None
+            if type(fname) is not str:
+                results.append(bad_call(fname))
+                continue
+            kwargs = dict(call)
+            del kwargs["fname"]
+            try:
+                result = dispatcher.start(session, fname, kwargs, environ, fname)
+            except errors.HpxdError as e:
+                results.append({"fname": fname, "data": None, "error": e.as_dict()})
+                continue
+            if type(result) is Later:
+                return Paused(results, index, result)
+            results.append({"fname": fname, "data": result})
+        return {"session": session.id, "name": self.factory.node.name, "data": results}
+
+    def _error_reply(self, error, session_id):
+        self.log.info("TCP error {code} for {peer}: {msg}", code=error.code, msg=error.msg,
+                      peer=self.peer)
+        return self._root_error(error, session_id)
 
     def _envelope(self, data, session_id=""):
         return {"session": session_id, "name": self.factory.node.name, "data": data}
