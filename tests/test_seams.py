@@ -106,6 +106,22 @@ async def test_unknown_session_is_expired_not_guest(backend):
         await backend.sessions.get("no-such-session")
     with pytest.raises(errors.SessionExpired):
         await backend.sessions.get("")
+    # Ids are client text: odd ones are unknown sessions, never a crash.
+    for odd in ("\ud800", "a\r\nFLUSHALL\r\n", "ünïcode-☃", "x" * 10000):
+        with pytest.raises(errors.SessionExpired):
+            await backend.sessions.get(odd)
+
+
+@pytest_twisted.ensureDeferred
+async def test_get_now_agrees_with_get(backend):
+    """get_now answers at once (memory) or declines with None (Redis)."""
+    store = backend.sessions
+    session = await store.create({"user_name": "ann", "role": "user"})
+    now = store.get_now(session.id)
+    if now is None:
+        assert backend.sessions.__class__.__name__ == "RedisSessionStore"
+    else:
+        assert (now.id, now.user_info, now.data) == (session.id, session.user_info, {})
 
 
 @pytest_twisted.ensureDeferred
