@@ -230,6 +230,29 @@ def cpu_ticks(pid):
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
+# CPU pinning (--pin, on by default with 2+ CPUs): the measured server gets
+# CPU 0 to itself; the load generator and redis-server share the others.
+# Without it the kernel sometimes runs server and clients on one CPU for a
+# while, which moves a round's rate by a third, in either server.
+SERVER_CPUS = None
+OTHER_CPUS = None
+
+
+def set_pinning(enabled):
+    global SERVER_CPUS, OTHER_CPUS
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if enabled and len(cpus) >= 2:
+        SERVER_CPUS, OTHER_CPUS = {cpus[0]}, set(cpus[1:])
+    else:
+        SERVER_CPUS = OTHER_CPUS = None
+
+
+def pinned_to(cpus):
+    """A preexec_fn that pins the child (and the threads it starts) to ``cpus``."""
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
 
 class Server:
     """A subprocess we started, its log file and the port it listens on."""
@@ -245,9 +268,13 @@ class Server:
         self.port = None
         self._log = None
 
+    cpus = "server"  # which set of CPUs this process is pinned to
+
     def spawn(self, argv, env=None):
         self._log = open(self.logfile, "wb")
+        cpus = SERVER_CPUS if self.cpus == "server" else OTHER_CPUS
         self.proc = subprocess.Popen(argv, cwd=self.dir, env=env, stdin=subprocess.DEVNULL,
+                                     preexec_fn=pinned_to(cpus),
                                      stdout=self._log, stderr=subprocess.STDOUT)
 
     def log(self):
@@ -332,6 +359,7 @@ class HpxdServer(Server):
 
 class RedisServer(Server):
     label = "redis-server"
+    cpus = "other"  # a helper, not the server under test
 
     def start(self):
         program = shutil.which("redis-server")
@@ -392,7 +420,8 @@ def measure(server, args, workers, seed, helpers=()):
                 [sys.executable, str(Path(__file__).resolve()), "--worker",
                  "--port", str(server.port), "--clients", str(n), "--start-at", repr(start_at),
                  "--seconds", repr(float(args.seconds)), "--seed", str(seed * 100 + i)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True))
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
+                preexec_fn=pinned_to(OTHER_CPUS)))
         while time.time() < start_at:
             time.sleep(min(0.01, max(0.0, start_at - time.time())))
         ticks_before = cpu_ticks(server.proc.pid)
@@ -446,6 +475,7 @@ def plan(args):
 
 
 def run(args):
+    set_pinning(args.pin)
     targets = plan(args)
     needs_redis = any(backend == "redis" for _, backend in targets)
     if needs_redis and not redis_backend_available():
@@ -470,6 +500,9 @@ def run(args):
         print(f"hpxd bench: {args.clients} clients x {args.seconds:g} s, {args.rounds} rounds, "
               f"{args.client_procs} client process(es), {os.cpu_count()} CPUs, "
               f"Python {sys.version.split()[0]}, load average {load_average()}")
+        if SERVER_CPUS is not None:
+            print(f"  pinned: servers on CPU {sorted(SERVER_CPUS)}, clients and redis-server "
+                  f"on CPU {sorted(OTHER_CPUS)} (--no-pin to let the kernel place them)")
         for label, server in servers.items():
             print(f"  {label:12} pid {server.proc.pid} on {HOST}:{server.port}")
         print()
@@ -542,6 +575,8 @@ def parse_args(argv=None):
     parser.add_argument("--client-procs", type=int, default=1,
                         help="load generator processes sharing the clients (1)")
     parser.add_argument("--keep", action="store_true", help="keep the servers' logs")
+    parser.add_argument("--no-pin", dest="pin", action="store_false",
+                        help="do not pin the server to CPU 0 and the clients to the others")
     # worker mode, used by measure()
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
