@@ -36,6 +36,7 @@ from hpxd.core.sessions import Session, new_session_id
 
 HUB_FORMAT = 1  # version of the pub/sub message format
 RETRY_INITIAL, RETRY_MAX = 0.5, 2.0  # seconds between reconnection attempts
+MAX_REMEMBERED_TEXTS = 1024  # parsed session texts kept by a node; see _loaded
 
 
 class _TLSEndpoint:
@@ -339,6 +340,7 @@ class RedisSessionStore:
         # GETEX <key> EX <lifespan>: all but the key is the same every time.
         self._getex_head = encode_command("GETEX")[len(b"*1\r\n"):]
         self._getex_tail = encode_command("EX", lifespan)[len(b"*2\r\n"):]
+        self._user_infos = {}  # session JSON without data -> its user_info
 
     @staticmethod
     def key(session_id):
@@ -365,11 +367,21 @@ class RedisSessionStore:
     def get_now(self, session_id):
         return None  # Redis must be asked: use get()
 
-    @staticmethod
-    def _loaded(text, session_id):
+    def _loaded(self, text, session_id):
         if text is None:
             raise errors.SessionExpired()
-        return Session.from_json(session_id, text)
+        # Most sessions hold no data, so the same text comes back call after
+        # call: remember its user_info instead of parsing it every time. The
+        # text itself is read from Redis on every call, so nothing goes stale.
+        user_info = self._user_infos.get(text)
+        if user_info is None:
+            session = Session.from_json(session_id, text)
+            if not session.data:
+                if len(self._user_infos) >= MAX_REMEMBERED_TEXTS:
+                    self._user_infos.clear()
+                self._user_infos[text] = dict(session.user_info)
+            return session
+        return Session(session_id, dict(user_info), {})
 
     @deferred
     async def save(self, session):
