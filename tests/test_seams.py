@@ -277,3 +277,21 @@ async def test_a_hung_redis_times_out_and_recovers(redis_server):
         redis_server.proc.send_signal(signal.SIGCONT)
         for service in node.services:
             await service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_session_keys_holding_garbage_give_a_clear_error(redis_server):
+    """A session key overwritten by something else (not our JSON, or not a
+    string at all): that call fails with 100, logged; other sessions work."""
+    node = await start_backend("redis", redis_server.url)
+    try:
+        link = node.services[0]
+        await link.run("set", "hpxd:session:garbage", "not json")
+        await link.run("execute_command", "RPUSH", "hpxd:session:a-list", "x")
+        for session_id in ("garbage", "a-list"):
+            with pytest.raises(errors.UnhandledError):
+                await node.sessions.get(session_id)
+        fine = await node.sessions.create({"user_name": None, "role": "guest"})
+        assert (await node.sessions.get(fine.id)).id == fine.id
+    finally:
+        await stop_backend(node)

@@ -128,15 +128,22 @@ class _Reply:
     def callback(self, reply):
         if isinstance(reply, Exception):
             if isinstance(reply, txredisapi.ConnectionError):
-                reply = self.link._unavailable(reply)
-            self.deferred.errback(reply)
+                self.deferred.errback(self.link._unavailable(reply))
+            else:  # an error reply from Redis, such as WRONGTYPE
+                self._failed(reply)
             return
         try:
             value = self.convert(reply, self.arg)
-        except Exception:
-            self.deferred.errback()
+        except errors.HpxdError as e:
+            self.deferred.errback(e)
+        except Exception as e:  # what Redis holds is not what we wrote there
+            self._failed(e)
         else:
             self.deferred.callback(value)
+
+    def _failed(self, error):
+        self.link.log.error("Redis reply for {arg!r} unusable: {e}", arg=self.arg, e=error)
+        self.deferred.errback(errors.UnhandledError())
 
 
 def encode_command(*words):
