@@ -2,8 +2,9 @@
 
 Same framing as hpxd's TCP door (UTF-8 JSON, gzip level 5, then ``<EOF>``),
 same reactor, one process; no sessions, auth, dispatch, timeouts or caps.
-It greets on connect, answers any handshake ``{...}`` with a fixed session,
-and answers a call list by running ``add`` on each entry.
+It greets on connect, answers any handshake ``{...}`` with a new session id
+of hpxd's length (remembered nowhere and never checked), and answers a call
+list by running ``add`` on each entry.
 
     python bench/bare_server.py [--port 0] [--interface 127.0.0.1]
 
@@ -12,6 +13,7 @@ Prints ``bare server listening on HOST:PORT`` once it listens.
 
 import argparse
 import json
+import secrets
 import sys
 import zlib
 
@@ -36,10 +38,18 @@ GREETING = encode({"session": "", "name": NAME,
                             "guest_allowed": True}})
 
 
+def new_session_id():
+    # As long as hpxd's (hpxd.core.sessions.new_session_id), so requests and
+    # replies carry the same bytes to both servers: a one-letter id would
+    # make every bare message shorter and cheaper to inflate, parse and
+    # compress, and the ratio would measure message size, not hpxd's work.
+    return secrets.token_urlsafe(32)
+
+
 def answer(message):
     data = message.get("data")
     if isinstance(data, dict):
-        return {"session": "x", "name": NAME, "data": "Authenticated"}
+        return {"session": new_session_id(), "name": NAME, "data": "Authenticated"}
     if isinstance(data, list):
         results = []
         for call in data:
