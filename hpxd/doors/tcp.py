@@ -101,12 +101,13 @@ def check_envelope(message):
 
 
 class Paused:
-    """A call list stopped at ``index``, whose call must wait (``later``)."""
+    """A call list stopped at ``index``, whose call ``fname`` must wait
+    (``later``)."""
 
-    __slots__ = ("results", "index", "later")
+    __slots__ = ("results", "index", "fname", "later")
 
-    def __init__(self, results, index, later):
-        self.results, self.index, self.later = results, index, later
+    def __init__(self, results, index, fname, later):
+        self.results, self.index, self.fname, self.later = results, index, fname, later
 
 
 def bad_call(fname):
@@ -426,7 +427,7 @@ class HpxProtocol(Protocol):
                     self._authenticated(session)
                 paused = self._run_calls(session, data, [])
             while type(paused) is Paused:
-                fname = data[paused.index]["fname"]
+                fname = paused.fname
                 try:
                     entry = {"fname": fname, "data": await paused.later.rest}
                 except errors.HpxdError as e:
@@ -445,19 +446,19 @@ class HpxProtocol(Protocol):
         dispatcher = self.factory.node.dispatcher
         for index in range(start, len(calls)):
             call = calls[index]
-            fname = call.get("fname") if type(call) is dict else None
+            # The call's other keys are its arguments: take "fname" out of
+            # the dict (parsed for this message alone) instead of copying it.
+            fname = call.pop("fname", None) if type(call) is dict else None
             if type(fname) is not str:
                 results.append(bad_call(fname))
                 continue
-            kwargs = dict(call)
-            del kwargs["fname"]
             try:
-                result = dispatcher.start(session, fname, kwargs, environ, fname)
+                result = dispatcher.start(session, fname, call, environ, fname)
             except errors.HpxdError as e:
                 results.append({"fname": fname, "data": None, "error": e.as_dict()})
                 continue
             if type(result) is Later:
-                return Paused(results, index, result)
+                return Paused(results, index, fname, result)
             results.append({"fname": fname, "data": result})
         return {"session": session.id, "name": self.factory.node.name, "data": results}
 
