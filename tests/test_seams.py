@@ -295,3 +295,29 @@ async def test_session_keys_holding_garbage_give_a_clear_error(redis_server):
         assert (await node.sessions.get(fine.id)).id == fine.id
     finally:
         await stop_backend(node)
+
+
+@pytest_twisted.ensureDeferred
+async def test_redis_replies_reach_their_commands_when_mixed_in_one_turn(redis_server):
+    """Session reads (raw replies handed straight to their waiter) and other
+    commands (through txredisapi's conversions) sent in one reactor turn on
+    one connection: each gets its own reply, converted its own way."""
+    from twisted.internet import defer
+    node = await start_backend("redis", redis_server.url)
+    try:
+        link = node.services[0]
+        ann = await node.sessions.create({"user_name": "ännä ☃", "role": "user"})
+        await link.run("set", "hpxd:test:number", "42")
+        results = await defer.DeferredList([
+            node.sessions.get(ann.id),
+            link.run("get", "hpxd:test:number"),
+            node.sessions.get("gone"),
+            link.run("incr", "hpxd:test:counter"),
+            node.sessions.get(ann.id),
+        ], consumeErrors=True)
+        first, number, gone, counter, again = results
+        assert first[1].user_info == again[1].user_info == {"user_name": "ännä ☃", "role": "user"}
+        assert (number, counter) == ((True, 42), (True, 1))
+        assert not gone[0] and gone[1].check(errors.SessionExpired)
+    finally:
+        await stop_backend(node)
