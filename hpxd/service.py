@@ -2,10 +2,10 @@
 
     HpxdService (MultiService)
       ├── backend services (session purge, Redis connections)
-      └── doors (TcpDoor, ...)
+      └── doors (built from config through the registry in hpxd.doors)
 
-It also owns the node's stop sequence used by serverquit / serverrestart:
-stop listening, answer the calls in flight, close connections, exit.
+It also owns the node's one quit sequence (see ``HpxdService.quit``), used
+by serverquit, serverrestart and twistd's own stop.
 """
 
 import atexit
@@ -18,13 +18,12 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from hpxd import backends
+from hpxd import backends, doors
 from hpxd.core import control
 from hpxd.core.app import Task
 from hpxd.core.auth import Authenticator
 from hpxd.core.node import Node
 from hpxd.core.records import RecordStore, open_pool
-from hpxd.doors.tcp import TcpDoor
 
 
 def load_task(module_name):
@@ -50,28 +49,44 @@ def build_node(config, task, reactor):
 
 
 class HpxdService(service.MultiService):
+    """One node: the backend's services and the doors, and the node's one
+    quit sequence (``quit``), followed by serverquit, serverrestart and
+    twistd's own stop (SIGTERM, Ctrl-C) alike."""
+
     log = Logger()
 
-    def __init__(self, config, task, reactor=None):
+    def __init__(self, config, task, reactor=None, exit=None):
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
+        self.exit = exit or exit_process
         self.config = config
         self.node, self.backend = build_node(config, task, reactor)
         self.node.stopper = self.stop_node
         for child in self.backend.services:
             child.setServiceParent(self)
-        self.doors = []
-        if config.tcp.listen:
-            self.doors.append(TcpDoor(self.node, config.tcp, reactor))
+        self.doors = doors.build(self.node, config, reactor)
         for door in self.doors:
             door.setServiceParent(self)
         self.ready = None
-        self._stopping = None
+        self._listening = None
+        self._quitting = None
+        self._exiting = None
+
+    def privilegedStartService(self):
+        """Listen before twistd drops privileges (-u/-g), so ports < 1024 work."""
+        super().privilegedStartService()
+        self._listen()
+
+    def _listen(self):
+        if self._listening is None:
+            self._listening = defer.gatherResults([door.listen() for door in self.doors],
+                                                  consumeErrors=True)
 
     def startService(self):
         super().startService()
+        self._listen()  # started without privilegedStartService (tests)
         self.ready = defer.ensureDeferred(self._start())
 
     async def _start(self):
@@ -79,11 +94,12 @@ class HpxdService(service.MultiService):
             await self.node.records.prepare(self.node.task.items())
             if self.backend.ready is not None:
                 await self.backend.ready()
-            for door in self.doors:
-                await door.listening
+            await self._listening
         except Exception as e:
+            if isinstance(e, defer.FirstError):
+                e = e.subFailure.value
             self.log.critical("hpxd cannot start: {error}", error=e)
-            exit_process(self.reactor, 1)
+            self.exit(self.reactor, 1)
             return
         # Everything made so far (modules, config, app) lives as long as the
         # process: keep it out of the cyclic GC's full collections, which
@@ -93,35 +109,78 @@ class HpxdService(service.MultiService):
                       name=self.config.server.name, app=self.config.app.module,
                       backend=self.config.backend.kind)
 
-    def stop_node(self, status):
-        if self._stopping is None:
-            self._stopping = defer.ensureDeferred(self._stop_node(status))
-        return self._stopping
+    def quit(self, command=control.QUIT):
+        """Run the quit sequence once; fire when it is done.
 
-    async def _stop_node(self, status):
+        1. every door stops listening;
+        2. the calls in flight are answered and their replies written (or
+           ``shutdown_timeout`` passes); new calls get 503 meanwhile;
+        3. ``command`` is pushed to every client of this node;
+        4. every connection is closed (within ``shutdown_timeout``).
+        """
+        if self._quitting is None:
+            self._quitting = defer.ensureDeferred(self._quit(command))
+        return _when_done(self._quitting)
+
+    async def _quit(self, command):
         timeout = self.config.server.shutdown_timeout
-        for door in self.doors:
-            await door.stop_listening()
-        await _bounded(self.node.dispatcher.drain(), timeout, self.reactor)
-        await _bounded(defer.DeferredList([d.factory.close_all() for d in self.doors]),
-                       timeout, self.reactor)
-        self.log.info("hpxd node stopped by server command; exit status {status}", status=status)
-        exit_process(self.reactor, status)
+        await _all([door.stop_listening() for door in self.doors])
+        answered = _all([self.node.dispatcher.drain()] + [door.drain() for door in self.doors])
+        await _bounded(answered, timeout, self.reactor, "calls still running")
+        self.node.hub.command(command)
+        closed = _all([door.close_connections(command) for door in self.doors])
+        await _bounded(closed, timeout, self.reactor, "connections still open")
+
+    def stop_node(self, status, command=control.QUIT):
+        """serverquit / serverrestart: the quit sequence, then exit with ``status``."""
+        if self._exiting is None:
+            self._exiting = defer.ensureDeferred(self._stop_node(status, command))
+        return _when_done(self._exiting)
+
+    async def _stop_node(self, status, command):
+        await self.quit(command)
+        self.log.info("hpxd node stopped by {command}; exit status {status}",
+                      command=command, status=status)
+        self.exit(self.reactor, status)
+
+    async def _stop(self):
+        await self.quit(control.QUIT)
+        try:
+            await super().stopService()
+        finally:
+            self.node.records.close()
 
     def stopService(self):
-        """twistd's stop (SIGTERM, Ctrl-C): like serverquit, within shutdown_timeout."""
-        if self._stopping is None:  # not already stopping through a server command
-            self.node.hub.command(control.QUIT)
-        d = defer.maybeDeferred(super().stopService)
-        _bounded(d, self.config.server.shutdown_timeout, self.reactor)
-        d.addBoth(lambda _: self.node.records.close())
-        return d
+        """twistd's stop (SIGTERM, Ctrl-C): the quit sequence, then the services."""
+        return defer.ensureDeferred(self._stop())
 
 
-def _bounded(d, timeout, reactor):
+def _all(deferreds):
+    return defer.DeferredList(deferreds, consumeErrors=True)
+
+
+def _when_done(d):
+    """A new Deferred firing (with None) when ``d`` does, leaving ``d``'s
+    result alone for its other waiters."""
+    done = defer.Deferred()
+
+    def fire(result):
+        done.callback(None)
+        return result
+
+    d.addBoth(fire)
+    return done
+
+
+def _bounded(d, timeout, reactor, what):
+    """``d``, given up on after ``timeout`` seconds (logged)."""
+    def late(failure):
+        failure.trap(defer.TimeoutError, defer.CancelledError)
+        HpxdService.log.warn("shutdown: {what} after {timeout} s; going on", what=what,
+                             timeout=timeout)
+
     d.addTimeout(timeout, reactor)
-    d.addErrback(lambda f: None)
-    return d
+    return d.addErrback(late)
 
 
 def exit_process(reactor, status):

@@ -24,3 +24,15 @@ def test_no_undocumented_extra_codes():
     rows = [line for line in DOC.read_text().splitlines() if line.startswith("| ")
             and line.split("|")[1].strip().isdigit()]
     assert {int(r.split("|")[1]) for r in rows} == set(ERROR_TABLE)
+
+
+@pytest.mark.parametrize("code", sorted(ERROR_TABLE))
+def test_the_http_column_is_the_status_each_code_maps_to(code):
+    row = next(line for line in DOC.read_text().splitlines() if line.startswith(f"| {code} |"))
+    assert row.split("|")[4].strip() == str(ERROR_TABLE[code].http_status)
+
+
+def test_only_server_faults_map_to_5xx():
+    for code, cls in ERROR_TABLE.items():
+        assert 400 <= cls.http_status < 600
+        assert (cls.http_status >= 500) == (code in (100, 503, 504)), code

@@ -148,18 +148,24 @@ def test_signature_is_taken_at_registration():
     def f(item, a):
         return a
     task.function(f)
-    assert task.resolve("f").bind("ctx", {"a": 1}).arguments == {"item": "ctx", "a": 1}
+    function = task.resolve("f")
+    assert list(function.signature.parameters) == ["item", "a"]
+    function.check((), {"a": 1})
+    function.check((1,), {})
 
 
-def test_bind_checks_arguments():
+def test_check_refuses_arguments_that_do_not_bind():
     task = make_task()
     add = task.resolve("add")
-    bound = add.bind("ctx", {"a": 1, "b": 2})
-    assert bound.args == ("ctx", 1, 2)
-    for kwargs in ({"a": 1}, {"a": 1, "b": 2, "c": 3}, {"item": 1, "a": 1, "b": 2}):
+    add.check((), {"a": 1, "b": 2})
+    add.check((1, 2), {})
+    add.check((1,), {"b": 2})
+    for args, kwargs in [((), {"a": 1}), ((), {"a": 1, "b": 2, "c": 3}),
+                         ((), {"item": 1, "a": 1, "b": 2}), ((1, 2, 3), {}),
+                         ((1,), {"a": 1, "b": 2})]:
         with pytest.raises(errors.BadArguments) as info:
-            add.bind("ctx", kwargs)
-        assert info.value.code == 413 and "add" in info.value.msg
+            add.check(args, kwargs)
+        assert info.value.code == 413 and info.value.msg.startswith("add: ")
 
 
 @pytest.mark.parametrize("name", ["bad-name", "1st", "", "a.b", "with space"])

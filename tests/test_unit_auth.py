@@ -1,13 +1,9 @@
-"""hpxd/core/auth.py: roles, privileges and the Authenticator on a fake clock."""
+"""hpxd/core/auth.py: roles and privileges (logging in: test_unit_login.py)."""
 
 
-import pytest
-import pytest_twisted
-from twisted.internet import defer
 from twisted.internet.task import Clock
 
-from tests.support import wait_until
-from hpxd.core import auth as auth_module, errors
+from hpxd.core import auth as auth_module
 from hpxd.core.auth import Authenticator, Role, User
 from hpxd.core.passwords import hash_password
 
@@ -91,67 +87,3 @@ def test_can_send_commands():
     assert not auth.can_send_commands({"user_name": "alice", "role": "user"})
     assert not auth.can_send_commands({"user_name": None, "role": "guest"})
     assert not auth.can_send_commands({"user_name": "x", "role": "ghost"})
-
-
-# -- guest -------------------------------------------------------------------
-
-def test_guest_allowed():
-    assert make_auth(Clock()).guest() == {"user_name": None, "role": "guest"}
-
-
-def test_guest_refused():
-    with pytest.raises(errors.AuthRequired) as info:
-        make_auth(Clock(), guest_allowed=False).guest()
-    assert info.value.code == 407
-
-
-# -- login -------------------------------------------------------------------
-
-@pytest_twisted.inlineCallbacks
-def test_login_success():
-    clock = Clock()
-    info = yield defer.ensureDeferred(make_auth(clock).login("alice", "right"))
-    assert info == {"user_name": "alice", "role": "user"}
-    assert clock.getDelayedCalls() == []  # success is not delayed
-
-
-@pytest_twisted.inlineCallbacks
-@pytest.mark.parametrize("user, password", [("alice", "wrong"), ("mallory", "right")])
-def test_failed_login_waits_on_the_clock(user, password):
-    clock = Clock()
-    d = defer.ensureDeferred(make_auth(clock).login(user, password))
-    result = outcome(d)
-    # The password check runs in a thread; then the failure waits on the clock.
-    yield wait_until(lambda: clock.getDelayedCalls() or result)
-    assert result == [], "a failed login must not answer before the delay"
-    clock.advance(DELAY - 0.01)
-    assert result == []
-    clock.advance(0.01)
-    assert len(result) == 1
-    failure = result[0]
-    assert failure.check(errors.WrongCredentials)
-    assert failure.value.code == 411
-    # The same answer for an unknown user as for a wrong password.
-    assert failure.value.msg == errors.WrongCredentials().msg
-
-
-@pytest_twisted.inlineCallbacks
-def test_failed_logins_do_not_block_each_other():
-    clock = Clock()
-    auth = make_auth(clock)
-    results = [outcome(defer.ensureDeferred(auth.login("alice", "bad%d" % i))) for i in range(3)]
-    yield wait_until(lambda: len(clock.getDelayedCalls()) == 3)
-    clock.advance(DELAY)
-    assert all(r and r[0].check(errors.WrongCredentials) for r in results)
-
-
-@pytest_twisted.inlineCallbacks
-@pytest.mark.parametrize("user, password", [
-    ("", "right"), ("alice", ""), (None, "right"), ("alice", None), (1, 2), (None, None),
-])
-def test_missing_credentials(user, password):
-    clock = Clock()
-    with pytest.raises(errors.MissingCredentials) as info:
-        yield defer.ensureDeferred(make_auth(clock).login(user, password))
-    assert info.value.code == 412
-    assert clock.getDelayedCalls() == []

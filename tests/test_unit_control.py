@@ -20,8 +20,8 @@ class FakeNode:
     def command(self, name):
         self.commands.append(name)
 
-    def stop(self, status):
-        self.stops.append(status)
+    def stop(self, status, command):
+        self.stops.append((status, command))
         return defer.Deferred()
 
 
@@ -58,11 +58,13 @@ def test_quit_and_restart_statuses_and_a_repeat_is_refused():
     node = FakeNode()
     ctl = control.ServerControl(node)
     ctl.run(session("ops"), control.RESTART)
-    assert node.commands == ["serverrestart"]
-    assert node.stops == [control.RESTART_EXIT_STATUS]
+    # The command is not pushed here: the node's stop sequence pushes it
+    # once the calls in flight are answered.
+    assert node.commands == []
+    assert node.stops == [(control.RESTART_EXIT_STATUS, "serverrestart")]
     with pytest.raises(errors.ShuttingDown):
         ctl.run(session("admin"), control.QUIT)
-    assert node.commands == ["serverrestart"] and len(node.stops) == 1
+    assert len(node.stops) == 1
     other = control.ServerControl(FakeNode())
     other.run(session("admin"), control.QUIT)
-    assert other.node.stops == [0]
+    assert other.node.stops == [(0, "serverquit")]

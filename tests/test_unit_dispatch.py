@@ -9,8 +9,8 @@ from hpxd.backends.memory import MemoryHub, MemoryScope, MemorySessionStore
 from hpxd.core import errors
 from hpxd.core.app import Task
 from hpxd.core.auth import Authenticator, Role
-from hpxd.core.dispatch import Later
-from hpxd.core.hub import SEND
+from hpxd.core.app import arguments
+from hpxd.core.context import Collector
 from hpxd.core.node import Node
 
 ROLES = {
@@ -95,6 +95,16 @@ class App:
             item.send(value)
             return "sent"
 
+        @task.function
+        def chatter(item, *values, last="end"):
+            for value in values:
+                item.send(value)
+            return last
+
+        @task.function
+        def ordered(item, a, b, /, c=3):
+            return [a, b, c]
+
         catalog = task.item("catalog")
 
         @catalog.function
@@ -126,8 +136,8 @@ def session_for(node, user_info):
     return session
 
 
-def call(node, session, fname, **kwargs):
-    return node.dispatcher.call(session, fname, kwargs, dict(ENVIRON))
+def call(node, session, fname, *args, **kwargs):
+    return node.dispatcher.call(session, fname, args, kwargs, dict(ENVIRON))
 
 
 @defer.inlineCallbacks
@@ -194,9 +204,49 @@ def test_bad_arguments(node, kwargs):
 
 
 @pytest_twisted.inlineCallbacks
-def test_non_dict_kwargs_mean_no_arguments(node):
+def test_positional_and_keyword_arguments(node):
     s = yield session_for(node, GUEST)
-    assert (yield node.dispatcher.call(s, "catalog.show", ["x"], dict(ENVIRON))) == "catalog"
+    assert (yield call(node, s, "add", 1, 2)) == 3
+    assert (yield call(node, s, "add", 1, b=2)) == 3
+    assert (yield call(node, s, "ordered", 1, 2)) == [1, 2, 3]
+    assert (yield call(node, s, "ordered", 1, 2, c=4)) == [1, 2, 4]
+    collected = Collector()
+    result = yield node.dispatcher.call(s, "chatter", (1, 2), {"last": "x"}, ENVIRON, collected)
+    assert (result, collected.values) == ("x", [1, 2])
+
+
+@pytest_twisted.inlineCallbacks
+@pytest.mark.parametrize("args, kwargs, says", [
+    ((1, 2, 3), {}, "too many positional arguments"),
+    ((1,), {"a": 1, "b": 2}, "multiple values for argument 'a'"),
+    ((), {"a": 1}, "missing a required argument: 'b'"),
+])
+def test_arguments_that_do_not_bind_name_the_function(node, args, kwargs, says):
+    s = yield session_for(node, GUEST)
+    error = yield failure_of(node.dispatcher.call(s, "add", args, kwargs, ENVIRON))
+    assert isinstance(error, errors.BadArguments) and error.code == 413
+    assert error.msg.startswith("add: ") and says in error.msg
+
+
+@pytest_twisted.inlineCallbacks
+def test_positional_only_parameters_refuse_keywords(node):
+    s = yield session_for(node, GUEST)
+    error = yield failure_of(call(node, s, "ordered", a=1, b=2))
+    assert isinstance(error, errors.BadArguments) and error.msg.startswith("ordered: ")
+
+
+@pytest.mark.parametrize("data, expected", [
+    (None, ((), {})), ([1, "x"], ([1, "x"], {})), ({"a": 1}, ((), {"a": 1})),
+])
+def test_wire_arguments(data, expected):
+    assert arguments(data) == expected
+
+
+@pytest.mark.parametrize("data", [5, "text", True, 1.5])
+def test_wire_arguments_that_are_neither_list_object_nor_null(data):
+    with pytest.raises(errors.BadArguments) as caught:
+        arguments(data)
+    assert "list" in caught.value.msg and "object" in caught.value.msg
 
 
 @pytest_twisted.inlineCallbacks
@@ -249,23 +299,21 @@ def test_unchanged_session_data_is_not_saved(node):
 
 
 @pytest_twisted.inlineCallbacks
-def test_send_reaches_the_callers_client(node):
-    class Client:
-        client_id, session_id = "c1", None
-
-        def __init__(self):
-            self.got = []
-
-        def deliver(self, message):
-            self.got.append(message)
-
-    client = Client()
+def test_send_goes_to_the_sink_the_door_gave_the_call(node):
     s = yield session_for(node, GUEST)
-    result = yield node.dispatcher.call(s, "talk", {"value": 7},
-                                        dict(ENVIRON, client=client), stream="st")
+    got = []
+    result = yield node.dispatcher.call(s, "talk", (), {"value": 7}, ENVIRON,
+                                        lambda name, value: got.append((name, value)))
     assert result == "sent"
-    [message] = client.got
-    assert (message.kind, message.data, message.stream) == (SEND, 7, "st")
+    assert got == [("talk", 7)]
+
+
+@pytest_twisted.inlineCallbacks
+def test_send_without_a_sink_is_a_clear_error_not_a_silent_drop(node):
+    s = yield session_for(node, GUEST)
+    error = yield failure_of(call(node, s, "talk", value=7))
+    assert isinstance(error, errors.NotStreamable) and error.code == 414
+    assert "unit" in error.msg  # names the door
 
 
 @pytest_twisted.inlineCallbacks
@@ -329,24 +377,48 @@ def test_non_json_session_data_fails_cleanly(node):
 
 
 @pytest_twisted.inlineCallbacks
-def test_start_answers_plain_calls_at_once_and_defers_the_rest(node):
-    """The synchronous entry point doors use first: a plain value when the
-    function answered at once and left nothing to save, else a Later."""
+def test_call_now_answers_plain_calls_at_once_and_defers_the_rest(node):
+    """The synchronous entry point doors may use: a plain value when the
+    function answered at once and left nothing to save, else a Deferred."""
     s = yield session_for(node, GUEST)
-    assert node.dispatcher.start(s, "add", {"a": 2, "b": 3}, ENVIRON) == 5
+    now = node.dispatcher.call_now
+    assert now(s, "add", (), {"a": 2, "b": 3}, ENVIRON) == 5
     assert node.dispatcher.inflight == 0
-    later = node.dispatcher.start(s, "later", {"value": 21}, ENVIRON)
-    assert isinstance(later, Later)
-    assert (yield defer.ensureDeferred(later.rest)) == 42
-    counted = node.dispatcher.start(s, "count", {}, ENVIRON)  # changes session data
-    assert isinstance(counted, Later)
-    assert node.dispatcher.inflight == 1
-    assert (yield defer.ensureDeferred(counted.rest)) == 1
+    later = now(s, "later", (), {"value": 21}, ENVIRON)
+    assert isinstance(later, defer.Deferred)
+    assert (yield later) == 42
+    counted = now(s, "count", (), {}, ENVIRON)  # changes session data: saved first
+    assert isinstance(counted, defer.Deferred)
+    assert (yield counted) == 1
     assert node.dispatcher.inflight == 0
     assert (yield node.sessions.get(s.id)).data == {"count": 1}
-    with pytest.raises(errors.FunctionNotFound):
-        node.dispatcher.start(s, "nope", {}, ENVIRON)
-    failing = node.dispatcher.start(s, "boom", {}, ENVIRON)  # raised at once: logged in rest
-    assert isinstance((yield failure_of(defer.ensureDeferred(failing.rest))),
-                      errors.UnhandledError)
+
+
+def test_call_now_raises_refusals_and_failures_at_once(node):
+    s = node.sessions.create(GUEST).result
+    now = node.dispatcher.call_now
+    for fname, args, kwargs, error in [("nope", (), {}, errors.FunctionNotFound),
+                                       ("add", (1,), {}, errors.BadArguments),
+                                       ("boom", (), {}, errors.UnhandledError),
+                                       ("refuse", ("no",), {}, errors.ApplicationError)]:
+        with pytest.raises(error):
+            now(s, fname, args, kwargs, ENVIRON)
     assert node.dispatcher.inflight == 0
+
+
+def test_a_dropped_call_now_result_cannot_leak_inflight(node, app):
+    """A door that drops what call_now returned, without waiting on it,
+    still has its call counted out when the function finishes: drain fires."""
+    s = node.sessions.create(GUEST).result
+    for fname in ("block", "both"):  # a Deferred, and a coroutine awaiting one
+        dropped = node.dispatcher.call_now(s, fname, (), {} if fname == "block" else
+                                           {"key": "k", "value": 1}, ENVIRON)
+        del dropped
+    node.dispatcher.call_now(s, "block", (), {}, ENVIRON)  # dropped too
+    assert node.dispatcher.inflight == 2  # "both" finished at once on the memory scope
+    drained = node.dispatcher.drain()
+    assert not drained.called
+    app.pending[0].callback("one")
+    assert not drained.called
+    app.pending[1].callback("two")  # (a failure would be logged as unhandled)
+    assert drained.called and node.dispatcher.inflight == 0

@@ -16,8 +16,9 @@ FIELD_TYPES = {"text": "TEXT", "integer": "INTEGER", "real": "REAL", "boolean": 
 
 
 class Function:
-    """An exposed function. Its signature is read once, at registration, so a
-    call checks its keyword arguments with two set operations."""
+    """An exposed function. Its signature is read once, at registration, so
+    the common call (keyword arguments that name every parameter) is checked
+    with two set operations instead of ``Signature.bind``."""
 
     __slots__ = ("item", "name", "fn", "requires", "get", "signature", "full_name",
                  "_allowed", "_required", "_simple")
@@ -30,27 +31,37 @@ class Function:
         params = list(self.signature.parameters.values())[1:]  # [0] is the item
         kinds = {p.kind for p in params}
         # Functions with *args, **kwargs or positional-only parameters take the
-        # slow, general path through Signature.bind.
+        # general path through Signature.bind.
         self._simple = kinds <= {inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                  inspect.Parameter.KEYWORD_ONLY}
         self._allowed = frozenset(p.name for p in params)
         self._required = frozenset(p.name for p in params if p.default is p.empty)
 
-    def bind(self, ctx, kwargs):
-        """Check the call's keyword arguments against the signature."""
+    def check(self, args, kwargs):
+        """Raise BadArguments, naming the function, unless ``fn(item, *args,
+        **kwargs)`` binds to the signature. Nothing runs."""
+        if not args and self._simple:
+            keys = kwargs.keys()
+            if keys == self._allowed or self._required <= keys <= self._allowed:
+                return
         try:
-            return self.signature.bind(ctx, **kwargs)
+            self.signature.bind(None, *args, **kwargs)
         except TypeError as e:
             raise errors.BadArguments(f"{self.full_name}: {e}") from None
 
-    def invoke(self, ctx, kwargs):
-        """Call the function with ``kwargs``; BadArguments if they do not fit."""
-        keys = kwargs.keys()
-        # Most calls pass every parameter: one comparison accepts them.
-        if self._simple and (keys == self._allowed or self._required <= keys <= self._allowed):
-            return self.fn(ctx, **kwargs)
-        bound = self.bind(ctx, kwargs)
-        return self.fn(*bound.args, **bound.kwargs)
+
+def arguments(data):
+    """A door's JSON arguments as ``(args, kwargs)``: a list is positional,
+    an object is keyword, null (or absent) is none. Anything else is refused
+    with BadArguments rather than guessed at."""
+    if data is None:
+        return (), {}
+    if type(data) is dict:
+        return (), data
+    if type(data) is list:
+        return data, {}
+    raise errors.BadArguments("arguments must be a JSON list (positional), "
+                              f"an object (keyword) or null, not {type(data).__name__}")
 
 
 class Item:

@@ -8,11 +8,7 @@ user and no way around the password.
 
 from dataclasses import dataclass, field
 
-from twisted.internet import task
 from twisted.logger import Logger
-
-from hpxd.core import errors
-from hpxd.core.passwords import DUMMY_HASH, verify_in_thread
 
 PRIVILEGES = ("view", "create", "edit", "delete")
 MAX_DECISIONS = 4096  # remembered (role, item, privilege) answers; see can()
@@ -42,6 +38,9 @@ class User:
 
 
 class Authenticator:
+    """Who may do what: the roles, the users and the guest policy from the
+    config. Logging in is ``hpxd.core.login.Login``'s job."""
+
     log = Logger()
 
     def __init__(self, roles, users, guest_allowed=True, guest_role="guest",
@@ -59,29 +58,6 @@ class Authenticator:
     def role(self, name):
         known = self.roles.get(name) if isinstance(name, str) else None
         return known or Role(str(name))  # an unknown role allows nothing
-
-    def guest(self):
-        """The user_info of a guest, or AuthRequired when guests are off."""
-        if not self.guest_allowed:
-            raise errors.AuthRequired("guests are not allowed on this server: log in")
-        return {"user_name": None, "role": self.guest_role}
-
-    async def login(self, user_name, password):
-        """Check the password off the reactor; fire with user_info.
-
-        Unknown users cost the same scrypt work as known ones, and every
-        failure waits ``failed_login_delay`` on the reactor's clock.
-        """
-        if not isinstance(user_name, str) or not isinstance(password, str) \
-                or not user_name or not password:
-            raise errors.MissingCredentials("both 'user' and 'password' must be non-empty strings")
-        user = self.users.get(user_name)
-        ok = await verify_in_thread(password, user.password_hash if user else DUMMY_HASH)
-        if not (ok and user):
-            self.log.info("failed login for user {user!r}", user=user_name)
-            await task.deferLater(self.clock, self.failed_login_delay, lambda: None)
-            raise errors.WrongCredentials()
-        return {"user_name": user.name, "role": user.role}
 
     def can(self, user_info, item_name, privilege):
         # Every call asks this. Roles are fixed once the node runs, so the

@@ -41,10 +41,11 @@ class ServerControl:
                 f"{name}: role {session.role!r} may not send server commands")
 
     def run(self, session, name):
-        """Broadcast ``name`` to this node's clients, then stop the node.
+        """Stop the node for ``name`` (requestauth: nothing to do).
 
-        Fires when the node has stopped taking calls; the process exits
-        once every call in flight is answered.
+        The node's stop sequence answers the calls in flight, THEN pushes
+        ``name`` to this node's clients, then closes them and exits. Fires
+        when the node has stopped.
         """
         self.authorize(session, name)
         if name == REQUESTAUTH:
@@ -53,7 +54,6 @@ class ServerControl:
             raise errors.ShuttingDown(f"{name}: this node is already stopping")
         self.node.log.info("{command} from user {user!r}: stopping this node",
                            command=name, user=session.user_name)
-        self.node.hub.command(name)
         status = 0 if name == QUIT else RESTART_EXIT_STATUS
-        self.stopping = self.node.stop(status)
+        self.stopping = self.node.stop(status, name)
         return self.stopping

@@ -1,4 +1,11 @@
-"""The one dispatcher every door calls: resolve, authorise, run, map errors."""
+"""The one dispatcher every door calls: resolve, authorise, run, map errors.
+
+Doors call ``Dispatcher.call`` (always a Deferred) or, on a hot path,
+``Dispatcher.call_now`` (the plain result when the function answered at
+once). Either way every call that starts is counted in ``inflight`` and
+settled when the function finishes, whether or not the door waits for the
+answer, so ``drain()`` always fires.
+"""
 
 import inspect
 import types
@@ -9,21 +16,16 @@ from twisted.logger import Logger
 from hpxd.core import errors
 from hpxd.core.context import ItemContext
 
-
 # Results of these types are never awaited; checked first because
 # inspect.isawaitable is slow for plain values.
 PLAIN = frozenset({int, float, str, bool, list, dict, tuple, type(None)})
 AWAITABLE = (defer.Deferred, types.CoroutineType)
+NO_ARGS = ()
 
 
-class Later:
-    """What ``Dispatcher.start`` returns for a call that must wait: ``rest``
-    is the coroutine that finishes it (await it exactly once)."""
-
-    __slots__ = ("rest",)
-
-    def __init__(self, rest):
-        self.rest = rest
+def _awaitable(result):
+    return type(result) not in PLAIN and (isinstance(result, AWAITABLE)
+                                          or inspect.isawaitable(result))
 
 
 class Dispatcher:
@@ -35,26 +37,32 @@ class Dispatcher:
         self.inflight = 0
         self._drained = []
 
-    def call(self, session, fname, kwargs, environ, stream=None):
-        """Run ``fname`` for ``session``; a Deferred firing with the result or
-        failing with an ``HpxdError`` (never any other exception)."""
-        return defer.ensureDeferred(self.run(session, fname, kwargs, environ, stream))
+    def call(self, session, fname, args=NO_ARGS, kwargs=None, environ=None, sink=None):
+        """Run ``fname(item, *args, **kwargs)`` for ``session``.
 
-    async def run(self, session, fname, kwargs, environ, stream=None):
-        """``call`` as a coroutine, for doors that ``await`` it."""
-        result = self.start(session, fname, kwargs, environ, stream)
-        if type(result) is Later:
-            return await result.rest
-        return result
+        A Deferred firing with the result or failing with an ``HpxdError``
+        (never any other exception). ``environ`` describes the caller (door,
+        peer, ...); ``sink(function_name, value)`` receives each value the
+        function sends with ``item.send`` (no sink: ``item.send`` fails with
+        ``NotStreamable``).
+        """
+        try:
+            result = self.call_now(session, fname, args, kwargs, environ, sink)
+        except errors.HpxdError as e:
+            return defer.fail(e)
+        if isinstance(result, defer.Deferred):
+            return result
+        return defer.succeed(result)
 
-    def start(self, session, fname, kwargs, environ, stream=None):
-        """Run ``fname`` as far as it goes without waiting: every call's path.
+    def call_now(self, session, fname, args=NO_ARGS, kwargs=None, environ=None, sink=None):
+        """``call`` without a Deferred when none is needed: every TCP call's path.
 
         Returns the function's result when it answered at once and left no
-        session data to save (the common case: no coroutine, no Deferred);
-        otherwise a ``Later`` whose coroutine finishes the call. Raises
-        ``HpxdError`` (and never any other exception) when the call is
-        refused or fails at once.
+        session data to save; otherwise a Deferred that is already running
+        and settles ``inflight`` when the call ends, even if nobody waits on
+        it. Raises ``HpxdError`` (never any other exception) when the call is
+        refused (unknown function, privilege, arguments, shutting down) or
+        failed at once.
         """
         if not self.accepting:
             raise errors.ShuttingDown()
@@ -64,35 +72,43 @@ class Dispatcher:
         if not node.auth.can(session.user_info, item.privilege_key, function.requires):
             raise errors.PermissionDenied(f"{fname}: your role {session.role!r} lacks "
                                           f"{function.requires!r} on {item.privilege_key!r}")
-        ctx = ItemContext(node, item, session, environ, stream, function.full_name)
+        if kwargs is None:
+            kwargs = {}
+        function.check(args, kwargs)
+        ctx = ItemContext(node, item, session, environ, sink, function.full_name)
         # Comparing snapshots costs two JSON dumps: skip them while data is empty.
         before = session.snapshot() if session.data else None
         self.inflight += 1
         try:
-            result = function.invoke(ctx, kwargs if isinstance(kwargs, dict) else {})
+            result = function.fn(ctx, *args, **kwargs)
         except Exception as e:
-            return Later(self._finish(session, function, None, e, before))
-        if before is None and not session.data and (
-                type(result) in PLAIN or not (isinstance(result, AWAITABLE)
-                                              or inspect.isawaitable(result))):
+            if before is None and not session.data:
+                self._done()
+                raise self._mapped(e, function) from None
+            return defer.ensureDeferred(self._finish(session, function, None, e, before))
+        if before is None and not session.data and not _awaitable(result):
             self._done()
             return result
-        return Later(self._finish(session, function, result, None, before))
+        return defer.ensureDeferred(self._finish(session, function, result, None, before))
+
+    def _mapped(self, error, function):
+        """The error the client sees: an HpxdError as it is, anything else as
+        100, its traceback logged (call inside the ``except`` that caught it)."""
+        if isinstance(error, errors.HpxdError):
+            return error
+        self.log.failure("function {fname} failed", fname=function.full_name)
+        return errors.UnhandledError()
 
     async def _finish(self, session, function, result, error, before):
         """Await the function's result, then save the session if it changed."""
         try:
             if error is not None:
                 raise error
-            if type(result) not in PLAIN and (isinstance(result, AWAITABLE)
-                                              or inspect.isawaitable(result)):
+            if _awaitable(result):
                 result = await result
             return result
-        except errors.HpxdError:
-            raise
-        except Exception:
-            self.log.failure("function {fname} failed", fname=function.full_name)
-            raise errors.UnhandledError() from None
+        except Exception as e:
+            raise self._mapped(e, function) from None
         finally:
             try:
                 if (session.data or before is not None) and session.snapshot() != before:
@@ -126,3 +142,4 @@ class Dispatcher:
         d = defer.Deferred(lambda d: self._drained.remove(d) if d in self._drained else None)
         self._drained.append(d)
         return d
+

@@ -1,13 +1,17 @@
 """The one error table shared by every door.
 
-Every error a client can see is an ``HpxdError`` subclass with a fixed code.
-Doors turn these into their own wire format; nothing else decides codes.
+Every error a client can see is an ``HpxdError`` subclass with a fixed code
+and the HTTP status it maps to. Doors turn these into their own wire format
+(the TCP door an ``{"code", "msg"}`` object, HTTP doors a status line and a
+JSON body); nothing else decides codes. HPX's codes are not HTTP statuses:
+406 (permission) is HTTP 403 and 410 (parsing) is HTTP 400, for example.
 """
 
 
 class HpxdError(Exception):
     code = 100
     title = "unhandled error"
+    http_status = 500
 
     def __init__(self, msg=None):
         self.msg = msg or self.title
@@ -18,61 +22,67 @@ class HpxdError(Exception):
 
 
 class UnhandledError(HpxdError):
-    code, title = 100, "internal server error"
+    code, title, http_status = 100, "internal server error", 500
 
 
 class ApplicationError(HpxdError):
     """Raised by an application function through ``item.error(msg)``."""
 
-    code, title = 400, "application error"
+    code, title, http_status = 400, "application error", 400
 
 
 class InvalidMessage(HpxdError):
-    code, title = 403, "invalid message"
+    code, title, http_status = 403, "invalid message", 400
 
 
 class FunctionNotFound(HpxdError):
-    code, title = 404, "function not found"
+    code, title, http_status = 404, "function not found", 404
 
 
 class PermissionDenied(HpxdError):
-    code, title = 406, "permission denied"
+    code, title, http_status = 406, "permission denied", 403
 
 
 class AuthRequired(HpxdError):
-    code, title = 407, "authentication required"
+    code, title, http_status = 407, "authentication required", 401
 
 
 class SessionExpired(HpxdError):
-    code, title = 408, "session expired or unknown"
+    code, title, http_status = 408, "session expired or unknown", 401
 
 
 class ParsingError(HpxdError):
-    code, title = 410, "message could not be parsed"
+    code, title, http_status = 410, "message could not be parsed", 400
 
 
 class WrongCredentials(HpxdError):
-    code, title = 411, "wrong user name or password"
+    code, title, http_status = 411, "wrong user name or password", 401
 
 
 class MissingCredentials(HpxdError):
-    code, title = 412, "missing credentials"
+    code, title, http_status = 412, "missing credentials", 400
 
 
 class BadArguments(HpxdError):
-    code, title = 413, "bad arguments"
+    code, title, http_status = 413, "bad arguments", 400
 
 
 class ShuttingDown(HpxdError):
-    code, title = 503, "server is shutting down"
+    code, title, http_status = 503, "server is shutting down", 503
 
 
 class BackendUnavailable(HpxdError):
-    code, title = 504, "shared backend unavailable"
+    code, title, http_status = 504, "shared backend unavailable", 503
+
+
+class NotStreamable(HpxdError):
+    """``item.send`` on a door whose calls cannot carry streamed values."""
+
+    code, title, http_status = 414, "this door cannot stream values", 400
 
 
 class JSONParseError(HpxdError):
-    code, title = 900, "JSON parse error"
+    code, title, http_status = 900, "JSON parse error", 400
 
 
 # code -> class, for docs and tests; codes are unique.
@@ -80,5 +90,5 @@ ERROR_TABLE = {cls.code: cls for cls in (
     UnhandledError, ApplicationError, InvalidMessage, FunctionNotFound,
     PermissionDenied, AuthRequired, SessionExpired, ParsingError,
     WrongCredentials, MissingCredentials, BadArguments, ShuttingDown,
-    BackendUnavailable, JSONParseError,
+    BackendUnavailable, NotStreamable, JSONParseError,
 )}

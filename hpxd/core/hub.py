@@ -4,15 +4,16 @@ from dataclasses import dataclass
 
 from twisted.logger import Logger
 
-COMMAND, PUSH, SEND = "command", "push", "send"
+COMMAND, PUSH = "command", "push"
 
 
 @dataclass(frozen=True)
 class HubMessage:
-    """``kind``: COMMAND (server command), PUSH (broadcast or targeted push),
-    SEND (a value a running function sends to its caller).
-    ``stream``: for SEND, the caller's call or stream; for PUSH from a process,
-    the process name."""
+    """``kind``: COMMAND (server command) or PUSH (broadcast or targeted push).
+    ``stream``: where a push comes from (a process name), or None.
+
+    Values a function sends to its caller with ``item.send`` never pass
+    through the hub: they go to the call's sink (see ``ItemContext.send``)."""
 
     kind: str
     action: str

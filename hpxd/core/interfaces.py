@@ -9,6 +9,14 @@ decline (None) and that every caller backs with ``get``.
 from zope.interface import Attribute, Interface
 
 
+class ISession(Interface):
+    """A session, as every door and backend sees it (``hpxd.core.sessions.Session``)."""
+
+    id = Attribute("The session id: 256 random bits, URL-safe text.")
+    user_info = Attribute("{user_name, role}; user_name is None for a guest.")
+    data = Attribute("The app's per-session dict, saved after a call that changed it.")
+
+
 class ISessionStore(Interface):
     lifespan = Attribute("Sliding lifespan of a session, in seconds.")
 
@@ -84,17 +92,55 @@ class IHub(Interface):
     def clients():
         """The clients connected to this node (a list)."""
 
-    def broadcast(action, data):
-        """Push to every client of every node. Fires with None."""
+    def broadcast(action, data=None, stream=None):
+        """Push to every client of every node. Fires with None.
 
-    def send_to_session(session_id, action, data):
-        """Push to every client using ``session_id``. Fires with None."""
+        ``stream`` names where the push comes from (a process name, say);
+        it reaches every client with the message, on every node."""
 
-    def send_to_client(client_id, action, data):
-        """Push to one client. Fires with None."""
+    def send_to_session(session_id, action, data=None, stream=None):
+        """Push to every client using ``session_id``, on every node. Fires with None."""
+
+    def send_to_client(client_id, action, data=None, stream=None):
+        """Push to one client, on whichever node holds it. Fires with None."""
 
     def command(name):
         """Deliver the server command ``name`` to every client of this node."""
+
+
+class IDoor(Interface):
+    """The service's contract with a door (TCP, web, ...).
+
+    The service builds doors from config through ``hpxd.doors.build`` and
+    knows them only through this interface. On a quit or restart it calls,
+    in this order: ``stop_listening``; then ``drain`` (with the dispatcher's
+    own drain); then pushes the server command; then ``close_connections``.
+    """
+
+    name = Attribute("The door's config section, e.g. 'tcp'.")
+
+    def listen():
+        """Open every endpoint of the door's ``listen`` list.
+
+        Fires when all listen; fails (the node then exits 1) if one cannot.
+        Called from ``privilegedStartService``, before twistd drops privileges.
+        """
+
+    def addresses():
+        """The ``IAddress`` of each port the door listens on (a list)."""
+
+    def stop_listening():
+        """Accept no new connections. Fires when every port is closed."""
+
+    def drain():
+        """Fire once every request the door has taken is answered and the
+        answer written (requests that arrive meanwhile are refused with
+        ``ShuttingDown``, or answered as the door's protocol says)."""
+
+    def close_connections(reason):
+        """Close every connection (``reason``: the server command, or None).
+        Fires when all are closed."""
+
 
 # Later issues add ILockStore (record locks) and ISipStore (QFQ SIPs) here,
 # implemented by each backend in the same way as ISessionStore.

@@ -5,14 +5,17 @@ from twisted.logger import Logger
 
 from hpxd.core.control import ServerControl
 from hpxd.core.dispatch import Dispatcher
+from hpxd.core.login import Login
 
 
 class Node:
-    """What a door needs: ``name``, ``task``, ``auth``, ``sessions``, ``scope``,
-    ``hub``, ``records``, ``dispatcher`` and ``control``.
+    """What a door needs: ``name``, ``task``, ``auth``, ``login``,
+    ``sessions``, ``scope``, ``hub``, ``records``, ``dispatcher`` and
+    ``control``.
 
-    ``stopper(status)`` is set by the service tree: it stops the listeners,
-    waits for calls in flight and ends the process with ``status``.
+    ``stopper(status, command)`` is set by the service tree: it stops the
+    listeners, waits for calls in flight, pushes ``command`` to every client,
+    closes them and ends the process with ``status``.
     """
 
     log = Logger()
@@ -25,12 +28,15 @@ class Node:
         self.scope = scope
         self.hub = hub
         self.records = records
+        self.login = Login(auth, sessions)
         self.dispatcher = Dispatcher(self)
         self.control = ServerControl(self)
         self.stopper = None
 
-    def stop(self, status=0):
-        if self.stopper is None:
+    def stop(self, status=0, command=None):
+        if self.stopper is None:  # no service tree (unit tests): no doors to wait for
             self.dispatcher.accepting = False
+            if command is not None:
+                self.hub.command(command)
             return defer.succeed(None)
-        return defer.maybeDeferred(self.stopper, status)
+        return defer.maybeDeferred(self.stopper, status, command)

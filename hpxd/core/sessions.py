@@ -4,12 +4,17 @@ import json
 import secrets
 from dataclasses import dataclass, field
 
+from zope.interface import implementer
+
+from hpxd.core.interfaces import ISession
+
 
 def new_session_id():
     """256 random bits from the OS: never derived from time or counters."""
     return secrets.token_urlsafe(32)
 
 
+@implementer(ISession)
 @dataclass
 class Session:
     id: str

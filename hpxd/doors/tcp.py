@@ -1,8 +1,11 @@
 """The TCP door: HappyPanda X RPC, gzip JSON messages ended by ``<EOF>``.
 
-Wire format: docs/tcp.md. Three objects, three jobs: ``HpxProtocol`` turns
-bytes into messages and replies, ``HpxFactory`` holds what connections share,
-``TcpDoor`` is the service that listens and, on shutdown, closes.
+Wire format: docs/tcp.md. Four small pieces: ``FrameReceiver`` cuts bytes
+into frames (the cap, pause and resume done once, as Twisted's
+``NetstringReceiver`` and ``LineReceiver`` do); ``HpxProtocol`` turns each
+frame into one reply through the core; ``HpxFactory`` holds what
+connections share; ``TcpDoor`` is the ``IDoor`` service that listens,
+drains and closes.
 """
 
 import json
@@ -10,10 +13,11 @@ import secrets
 import struct
 import zlib
 from collections import deque
-from types import CoroutineType, MappingProxyType
+from types import MappingProxyType
 
 from twisted.application import service
 from twisted.internet import defer, endpoints
+from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -21,14 +25,16 @@ from zope.interface import implementer
 
 import hpxd
 from hpxd.core import control, errors
-from hpxd.core.dispatch import Later
 from hpxd.core.hub import COMMAND
-from hpxd.core.interfaces import IHubClient
+from hpxd.core.interfaces import IDoor, IHubClient
 
 EOF_MARK = b"<EOF>"
 ENVELOPE_KEYS = frozenset({"session", "name", "data"})
-MAX_QUEUED = 16  # messages read ahead of processing before we stop reading
+MAX_QUEUED = 16  # frames read ahead of the one being answered before we stop reading
 NO_REPLY = object()  # the message's answer went out another way (a broadcast)
+POSITIONAL = "*args"  # a call's positional arguments: never a Python parameter name
+LOGOUT = "logout"
+NO_ARGS = ()
 
 
 MAX_DEFLATE_RATIO = 1032  # deflate cannot expand data more than this
@@ -100,16 +106,6 @@ def check_envelope(message):
     return message
 
 
-class Paused:
-    """A call list stopped at ``index``, whose call ``fname`` must wait
-    (``later``)."""
-
-    __slots__ = ("results", "index", "fname", "later")
-
-    def __init__(self, results, index, fname, later):
-        self.results, self.index, self.fname, self.later = results, index, fname, later
-
-
 def bad_call(fname):
     """The reply entry for a call that is not an object with a string "fname"."""
     error = errors.InvalidMessage('each call must be an object with a string "fname"')
@@ -137,8 +133,119 @@ def zlib_gzip(raw):
     return compressor.compress(raw) + compressor.flush()
 
 
+
+def error_entry(fname, error):
+    return {"fname": fname, "data": None, "error": error.as_dict()}
+
+
+class FrameReceiver(Protocol):
+    """Bytes -> frames ended by ``delimiter``, handed one at a time to
+    ``frameReceived``.
+
+    A protocol that answers a frame later calls ``pause_frames()`` and, once
+    answered, ``resume_frames()``: frames read meanwhile wait, in order, and
+    reading stops while more than ``max_waiting`` do. A frame longer than
+    ``max_length`` goes to ``frameTooLong(length)``; more than ``max_length``
+    bytes without a delimiter goes to ``frameTooLong(None)``, after which
+    nothing more is read and the connection closes once the frames before
+    it are answered (the next boundary cannot be found safely).
+    """
+
+    delimiter = EOF_MARK
+    max_length = 8 * 1024 * 1024
+    max_waiting = MAX_QUEUED
+    paused = False  # a frame is being answered later
+    _reading_paused = False
+    _unframeable = False  # over max_length without a delimiter: read no more
+    _delivering = False
+
+    def frameReceived(self, frame):
+        raise NotImplementedError
+
+    def frameTooLong(self, length):
+        raise NotImplementedError
+
+    def dataReceived(self, data):
+        if self._unframeable:
+            return
+        if not self._buffer and data.endswith(self.delimiter):
+            # The common case: the read holds whole frames and nothing more.
+            self._frames.extend(data[:-len(self.delimiter)].split(self.delimiter))
+        else:
+            self._split(data)
+        if len(self._frames) > self.max_waiting and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pauseProducing()
+        self._deliver()
+
+    def _split(self, data):
+        """Add each whole frame of the buffer to ``_frames``; keep the rest.
+
+        One ``find`` per frame from where the last search stopped and one
+        deletion per read: a large frame arriving in many reads costs O(n)."""
+        buffer = self._buffer
+        buffer += data
+        size, start = len(self.delimiter), 0
+        while True:
+            end = buffer.find(self.delimiter, max(start, self._scan_from))
+            if end < 0:
+                break
+            self._frames.append(bytes(buffer[start:end]))
+            start = end + size
+        if start:
+            del buffer[:start]
+        self._scan_from = max(0, len(buffer) - size + 1)
+        if len(buffer) > self.max_length:
+            buffer.clear()
+            self._scan_from = 0
+            self._frames.append(None)  # frameTooLong(None), in its turn
+            self._unframeable = True
+
+    def _deliver(self):
+        # A loop, not recursion: resume_frames() called from inside
+        # frameReceived (an answer ready at once) lets this loop go on.
+        if self._delivering:
+            return
+        self._delivering = True
+        try:
+            frames = self._frames
+            while frames and not self.paused:
+                frame = frames.popleft()
+                if frame is None:
+                    self.frameTooLong(None)
+                elif len(frame) > self.max_length:
+                    self.frameTooLong(len(frame))
+                else:
+                    self.frameReceived(frame)
+            if not frames and not self.paused:
+                if self._reading_paused:
+                    self._reading_paused = False
+                    self.transport.resumeProducing()
+                if self._unframeable:
+                    self.transport.loseConnection()
+        finally:
+            self._delivering = False
+
+    def pause_frames(self):
+        self.paused = True
+
+    def resume_frames(self):
+        self.paused = False
+        self._deliver()
+
+    def drop_frames(self):
+        """Forget every frame not yet handed over, and read no more."""
+        self._frames.clear()
+        self._buffer.clear()
+        self._unframeable = True
+
+    @property
+    def frames_waiting(self):
+        return len(self._frames)
+
+
 @implementer(IHubClient)
-class HpxProtocol(Protocol):
+class HpxProtocol(FrameReceiver):
     log = Logger()
 
     def __init__(self):
@@ -146,20 +253,21 @@ class HpxProtocol(Protocol):
         self.session_id = None
         self._buffer = bytearray()
         self._scan_from = 0
-        self._queue = deque()
-        self._hung_up = False  # after a timeout: write nothing more
-        self._busy = False
-        self._paused = False
-        self._closing = False
-        self._pumping = False
+        self._frames = deque()
+        self._answering = False  # between a frame and its reply
+        self._gone = False  # the client hung up
+        self._hung_up = False  # we hung up (timeout): write nothing more
+        self._closing = False  # server shutdown: close after the reply in hand
+        self._held = []  # pushes and sent values waiting for the reply in hand
         self._handshake_timer = None
         self._idle_timer = None
         self._last_activity = 0.0
-        self._held_pushes = []
+        self._environ = None
 
     # -- connection life -------------------------------------------------
 
     _peer = None
+    _data_seen = False  # set by the first dataReceived
 
     @property
     def peer(self):
@@ -174,10 +282,9 @@ class HpxProtocol(Protocol):
             self._peer = text
         return text
 
-    _data_seen = False  # set by the first dataReceived
-
     def connectionMade(self):
         factory = self.factory
+        self.max_length = factory.config.max_message_bytes
         factory.connections.add(self)
         factory.node.hub.register(self)
         self._touch()
@@ -190,6 +297,10 @@ class HpxProtocol(Protocol):
         self._write(self._greeting())
 
     def connectionLost(self, reason):
+        # Calls the client queued are dropped, not run; a call list being
+        # answered stops after the call in hand (see _went_on).
+        self._gone = True
+        self.drop_frames()
         if self._idle_timer is not None and self._idle_timer.active():
             self._idle_timer.cancel()
         self._idle_timer = None
@@ -205,7 +316,7 @@ class HpxProtocol(Protocol):
     def _idle_check(self):
         timeout = self.factory.config.idle_timeout
         left = timeout - (self.factory.clock.seconds() - self._last_activity)
-        if self._busy or left > 0:  # a long call is not idleness
+        if self._answering or left > 0:  # a long call is not idleness
             self._idle_timer = self.factory.clock.callLater(left if left > 0 else timeout,
                                                             self._idle_check)
             return
@@ -218,8 +329,7 @@ class HpxProtocol(Protocol):
         self.log.info("TCP handshake timed out for {peer}", peer=self.peer)
         self._write(self._root_error(errors.AuthRequired("handshake timed out"), ""))
         self._hung_up = True  # a login still being checked gets no reply
-        self._closing = True
-        self._queue.clear()
+        self.drop_frames()
         self.transport.loseConnection()
 
     def _cancel_handshake_timer(self):
@@ -230,126 +340,65 @@ class HpxProtocol(Protocol):
     def close_when_idle(self):
         """Finish the message in hand, then close (server shutdown)."""
         self._closing = True
-        self._queue.clear()
-        if not self._busy:
+        self.drop_frames()
+        if not self._answering:
             self.transport.loseConnection()
 
-    # -- framing ---------------------------------------------------------
+    @property
+    def idle(self):
+        """No message in hand and none waiting: what the door's drain waits for."""
+        return not self._answering and not self.frames_waiting
+
+    # -- frames in, replies out -------------------------------------------
 
     def dataReceived(self, data):
-        if self._closing or self._closing_after_queue:
-            return  # hanging up: nothing after an oversized message is read
+        if self._closing:
+            return
         self._last_activity = self.factory.clock.seconds()  # see _touch
         self._data_seen = True
-        limit = self.factory.config.max_message_bytes
-        if not self._buffer and data.endswith(EOF_MARK):
-            # The common case: the read holds whole messages and nothing more.
-            for frame in data[:-len(EOF_MARK)].split(EOF_MARK):
-                self._queue.append(frame if len(frame) <= limit else
-                                   errors.ParsingError(f"message larger than {limit} bytes"))
-        else:
-            self._frame(data, limit)
-        if len(self._queue) > MAX_QUEUED and not self._paused:
-            self._paused = True
-            self.transport.pauseProducing()
-        self._pump()
+        super().dataReceived(data)
 
-    def _frame(self, data, limit):
-        """Queue each whole message of the buffer; keep the partial rest."""
-        self._buffer += data
-        while True:
-            end = self._buffer.find(EOF_MARK, self._scan_from)
-            if end < 0:
-                break
-            if end > limit:  # the compressed size is capped too
-                self._queue.append(errors.ParsingError(f"message larger than {limit} bytes"))
-            else:
-                self._queue.append(bytes(self._buffer[:end]))
-            del self._buffer[:end + len(EOF_MARK)]
-            self._scan_from = 0
-        if len(self._buffer) > limit:
-            # No <EOF> within the limit: we cannot find the next message
-            # boundary safely, so answer once and hang up.
-            self._queue.append(errors.ParsingError(f"message larger than {limit} bytes"))
-            self._buffer.clear()
-            self._closing_after_queue = True
-        self._scan_from = max(0, len(self._buffer) - len(EOF_MARK) + 1)
-
-    _closing_after_queue = False
-
-    def _pump(self):
-        # A loop, not recursion: most answers are ready at once, and _step
-        # re-entering _pump for each of hundreds of messages from one read
-        # would exhaust the stack (RecursionError).
-        if self._pumping:
-            return  # _step ran inside the loop below, which carries on
-        self._pumping = True
+    def frameReceived(self, frame):
+        self._answering = True
         try:
-            while not (self._busy or self._closing):
-                if not self._queue:
-                    if self._paused:
-                        self._paused = False
-                        self.transport.resumeProducing()
-                    if self._closing_after_queue:
-                        self.transport.loseConnection()
-                    return
-                self._busy = True
-                try:
-                    reply = self._answer_now(self._queue.popleft())
-                except Exception:
-                    self._crashed(Failure())
-                    reply = NO_REPLY
-                if type(reply) is CoroutineType:
-                    self._step(reply)  # it must wait for something
-                else:
-                    self._answered(reply)
-        finally:
-            self._pumping = False
+            reply = self._answer(frame)
+        except Exception:
+            reply = self._crashed(Failure())
+        if type(reply) is not Deferred:
+            self._replied(reply)
+            return
+        self.pause_frames()
+        reply.addErrback(self._crashed)
+        reply.addCallback(self._replied_later)
 
-    def _step(self, coro, result=None):
-        """Drive ``_answer``: on the spot until it waits, then from the
-        callback of what it waits on, the way Twisted's own coroutine driver
-        resumes (a result is sent in, a failure is thrown in), but without
-        the Deferred and callbacks ensureDeferred adds to every message."""
-        try:
-            if isinstance(result, Failure):
-                waiting = result.throwExceptionIntoGenerator(coro)
-            else:
-                waiting = coro.send(result)
-        except StopIteration as done:
-            self._answered(done.value)
-        except BaseException:
-            self._crashed(Failure())
-            self._answered(NO_REPLY)
-        else:
-            if not isinstance(waiting, defer.Deferred):  # a bare yield: go on at once
-                waiting = defer.succeed(None)
-            waiting.addBoth(self._resume, coro)
+    def frameTooLong(self, length):
+        self._answering = True
+        limit = self.max_length
+        self._replied(self._error_reply(
+            errors.ParsingError(f"message larger than {limit} bytes"), ""))
 
-    def _answered(self, reply):
-        """Send the message's reply; the next message may start."""
+    def _replied(self, reply):
+        """Write the reply, then what was held back for it."""
         if reply is not NO_REPLY:
             self._write(reply)
-        self._busy = False
-        if self._held_pushes:
-            held, self._held_pushes = self._held_pushes, []
+        self._answering = False
+        if self._held:
+            held, self._held = self._held, []
             for message in held:
                 self._write(message)
         if self._closing:
             self.transport.loseConnection()
-        elif not self._pumping:  # answered later, from a callback
-            self._pump()
+        self.factory.check_drained()
 
-    def _resume(self, result, coro):
+    def _replied_later(self, reply):
         self._touch()  # after a wait, idle time counts from the reply
-        self._step(coro, result)
-        # None: the result went into the coroutine; nothing is left unhandled.
+        self._replied(reply)
+        self.resume_frames()
 
     def _crashed(self, failure):
-        # _answer_now and _answer turn every error into a reply; reaching
-        # here is our bug.
+        # _answer turns every error into a reply; reaching here is our bug.
         self.log.failure("TCP door failed on a message from {peer}", failure, peer=self.peer)
-        self._write(self._root_error(errors.UnhandledError(), ""))
+        return self._root_error(errors.UnhandledError(), "")
 
     def _write(self, message):
         if self.transport is not None and self.connected and not self._hung_up:
@@ -376,91 +425,116 @@ class HpxProtocol(Protocol):
                 self.log.error("{fname} returned a value that is not JSON: {value!r}",
                                fname=entry.get("fname"), value=entry.get("data"))
                 error = errors.UnhandledError("the function returned a value that is not JSON")
-                entry = {"fname": entry.get("fname"), "data": None, "error": error.as_dict()}
+                entry = error_entry(entry.get("fname"), error)
             repaired.append(entry)
         return dict(message, data=repaired)
 
-    # -- messages --------------------------------------------------------
+    # -- one message -------------------------------------------------------
 
-    def _answer_now(self, frame):
-        """The reply to one message, or the ``_answer`` coroutine that will
-        make it when something must wait (a login, a store that needs I/O,
-        a function that returns a Deferred). Every message's path: the
-        common case, calls on a session the store holds, makes no coroutine
-        and no Deferred."""
+    def _answer(self, frame):
+        """The reply to one frame: a message, NO_REPLY, or a Deferred of one
+        when something must wait (a login, a store that needs I/O, a
+        function that returns a Deferred). The common case, calls on a
+        session the store holds, makes no Deferred."""
         session_id = ""
         try:
-            if type(frame) is not bytes:
-                raise frame  # an HpxdError found while framing
-            message = decode(frame, self.factory.config.max_message_bytes)
+            message = decode(frame, self.max_length)
             session_id = message.get("session", "")
             data = message["data"]
-            if type(data) is not list or not session_id:
-                return self._answer(message)
-            session = self.factory.node.sessions.get_now(session_id)
-            if session is None:  # the store must ask elsewhere (Redis)
-                return self._answer(message)
-            if session_id != self.session_id:
-                self._authenticated(session)
-            reply = self._run_calls(session, data, [])
-            if type(reply) is Paused:
-                return self._answer(message, session, reply)
-            return reply
+            if type(data) is list:
+                reply = self._calls(session_id, data)
+            elif type(data) is dict:
+                return self._handshake(data)
+            else:
+                reply = self._command(session_id, data)
         except errors.HpxdError as e:
             return self._error_reply(e, session_id)
+        if type(reply) is Deferred:
+            reply.addErrback(self._failed_later, session_id)
+        return reply
 
-    async def _answer(self, message, session=None, paused=None):
-        """``_answer_now`` for messages that wait; ``paused`` carries on a
-        call list where ``_run_calls`` stopped."""
-        session_id = message.get("session", "")
-        try:
-            data = message["data"]
-            if paused is None:
-                if isinstance(data, dict):
-                    return await self._handshake(data)
-                if not isinstance(data, list):
-                    return await self._command(session_id, data)
-                if not session_id:
-                    raise errors.AuthRequired("do the handshake first, or send your session id")
-                session = await self.factory.node.sessions.get(session_id)
-                if session_id != self.session_id:
-                    self._authenticated(session)
-                paused = self._run_calls(session, data, [])
-            while type(paused) is Paused:
-                fname = paused.fname
-                try:
-                    entry = {"fname": fname, "data": await paused.later.rest}
-                except errors.HpxdError as e:
-                    entry = {"fname": fname, "data": None, "error": e.as_dict()}
-                paused.results.append(entry)
-                paused = self._run_calls(session, data, paused.results, paused.index + 1)
-            return paused
-        except errors.HpxdError as e:
-            return self._error_reply(e, session_id)
+    def _failed_later(self, failure, session_id):
+        failure.trap(errors.HpxdError)
+        return self._error_reply(failure.value, session_id)
 
-    def _run_calls(self, session, calls, results, start=0):
-        """Run ``calls[start:]`` in order, adding their entries to ``results``.
+    def _calls(self, session_id, calls):
+        session = self._session(session_id)
+        if type(session) is Deferred:
+            return session.addCallback(self._run_calls, calls)
+        return self._run_calls(session, calls)
 
-        Returns the reply, or ``Paused`` at the first call that must wait."""
-        environ = self._environ or self._make_environ()
-        dispatcher = self.factory.node.dispatcher
+    def _session(self, session_id):
+        """The live session (or a Deferred of it): every message's look-up."""
+        if not session_id:
+            raise errors.AuthRequired("do the handshake first, or send your session id")
+        sessions = self.factory.node.sessions
+        session = sessions.get_now(session_id)
+        if session is None:  # the store must ask elsewhere (Redis)
+            return sessions.get(session_id).addCallback(self._authenticated)
+        return self._authenticated(session)
+
+    def _authenticated(self, session):
+        if session.id != self.session_id:
+            self.session_id = session.id
+            self._cancel_handshake_timer()
+        return session
+
+    def _run_calls(self, session, calls, results=None, start=0):
+        """Run ``calls[start:]`` in order; the reply, or a Deferred of it at
+        the first call that must wait (the rest run once it has answered)."""
+        if self._gone:
+            return NO_REPLY  # the client left: run none of its calls
+        if results is None:
+            results = []
         for index in range(start, len(calls)):
-            call = calls[index]
-            # The call's other keys are its arguments: take "fname" out of
-            # the dict (parsed for this message alone) instead of copying it.
-            fname = call.pop("fname", None) if type(call) is dict else None
-            if type(fname) is not str:
-                results.append(bad_call(fname))
-                continue
-            try:
-                result = dispatcher.start(session, fname, call, environ, fname)
-            except errors.HpxdError as e:
-                results.append({"fname": fname, "data": None, "error": e.as_dict()})
-                continue
-            if type(result) is Later:
-                return Paused(results, index, fname, result)
-            results.append({"fname": fname, "data": result})
+            entry = self._call(session, calls[index])
+            if type(entry) is Deferred:
+                return entry.addCallback(self._went_on, session, calls, results, index)
+            results.append(entry)
         return {"session": session.id, "name": self.factory.node.name, "data": results}
+
+    def _went_on(self, entry, session, calls, results, index):
+        results.append(entry)
+        return self._run_calls(session, calls, results, index + 1)
+
+    def _call(self, session, call):
+        """One call's reply entry, or a Deferred of it."""
+        # The call's other keys are its arguments: take "fname" out of the
+        # dict (parsed for this message alone) instead of copying it.
+        fname = call.pop("fname", None) if type(call) is dict else None
+        if type(fname) is not str:
+            return bad_call(fname)
+        try:
+            args = call.pop(POSITIONAL, NO_ARGS)
+            if type(args) is not list and args is not NO_ARGS:
+                raise errors.BadArguments(f'{fname}: "{POSITIONAL}" must be a list')
+            result = self.factory.node.dispatcher.call_now(
+                session, fname, args, call, self._environ or self._make_environ(), self._send)
+        except errors.HpxdError as e:
+            return error_entry(fname, e)
+        if type(result) is Deferred:
+            return result.addCallbacks(self._entry, self._failed_entry,
+                                       (fname,), None, (fname,))
+        return {"fname": fname, "data": result}
+
+    @staticmethod
+    def _entry(result, fname):
+        return {"fname": fname, "data": result}
+
+    @staticmethod
+    def _failed_entry(failure, fname):
+        failure.trap(errors.HpxdError)  # the dispatcher gives nothing else
+        return error_entry(fname, failure.value)
+
+    def _make_environ(self):
+        # Read-only, one for all calls of the connection.
+        self._environ = MappingProxyType({"door": "tcp", "peer": self.peer})
+        return self._environ
+
+    def _send(self, function_name, value):
+        """The call sink: ``item.send`` values go out as pushes right after
+        the call's reply (docs/tcp.md), or at once when no reply is due."""
+        self._push(self._envelope({"action": function_name, "data": value}))
 
     def _error_reply(self, error, session_id):
         self.log.info("TCP error {code} for {peer}: {msg}", code=error.code, msg=error.msg,
@@ -481,47 +555,55 @@ class HpxProtocol(Protocol):
             "guest_allowed": self.factory.node.auth.guest_allowed,
         })
 
-    def _authenticated(self, session):
-        self.session_id = session.id
-        self._cancel_handshake_timer()
+    # -- handshake, logout, server commands ---------------------------------
 
-    async def _handshake(self, data):
-        node = self.factory.node
-        if not data:
-            user_info = node.auth.guest()
+    def _handshake(self, data):
+        unknown = set(data) - {"user", "password"}
+        if unknown:
+            raise errors.InvalidMessage(
+                f"handshake takes {{}} or {{\"user\", \"password\"}}, not {sorted(unknown)}")
+        login = self.factory.node.login
+        if data:
+            d = login.login(data.get("user"), data.get("password"), self.peer)
         else:
-            unknown = set(data) - {"user", "password"}
-            if unknown:
-                raise errors.InvalidMessage(
-                    f"handshake takes {{}} or {{\"user\", \"password\"}}, not {sorted(unknown)}")
-            if "user" not in data or "password" not in data:
-                raise errors.MissingCredentials("a user handshake needs both 'user' and 'password'")
-            user_info = await node.auth.login(data["user"], data["password"])
-        session = await node.sessions.create(user_info)
+            d = login.guest(self.peer)
+        return d.addCallbacks(self._handshaken, self._login_refused)
+
+    def _handshaken(self, session):
         self._authenticated(session)
         return self._envelope("Authenticated", session.id)
 
-    async def _session(self, session_id):
-        if not session_id:
-            raise errors.AuthRequired("do the handshake first, or send your session id")
-        session = await self.factory.node.sessions.get(session_id)
-        self._authenticated(session)
-        return session
+    def _login_refused(self, failure):
+        failure.trap(errors.HpxdError)
+        return self._root_error(failure.value, "")  # the core logged it, once
 
-    _environ = None
-
-    def _make_environ(self):
-        # Read-only, one for all calls of the connection.
-        self._environ = MappingProxyType({"door": "tcp", "peer": self.peer, "client": self})
-        return self._environ
-
-    async def _command(self, session_id, data):
+    def _command(self, session_id, data):
+        if type(data) is str and data.lower() == LOGOUT:
+            return self._logout(session_id)
         name = control.parse_command(data)
         if name == control.REQUESTAUTH:
             return self._greeting()
-        session = await self._session(session_id) if session_id else None
+        if not session_id:
+            return self._run_command(None, name)
+        session = self._session(session_id)
+        if type(session) is Deferred:
+            return session.addCallback(self._run_command, name)
+        return self._run_command(session, name)
+
+    def _run_command(self, session, name):
         self.factory.node.control.run(session, name)
-        return NO_REPLY  # the broadcast of the command is the reply
+        return NO_REPLY  # the command, pushed to every client, is the reply
+
+    def _logout(self, session_id):
+        session = self._session(session_id)
+        if type(session) is not Deferred:
+            session = defer.succeed(session)
+        return session.addCallback(self._log_out)
+
+    def _log_out(self, session):
+        d = self.factory.node.login.logout(session, self.peer)
+        self.session_id = None
+        return d.addCallback(lambda _: self._envelope("Logged out"))
 
     # -- hub client --------------------------------------------------------
 
@@ -529,12 +611,17 @@ class HpxProtocol(Protocol):
         if message.kind == COMMAND:
             self._write(self._envelope(message.action))
             return
-        push = self._envelope({"action": message.action, "data": message.data})
-        if self._busy:
+        push = {"action": message.action, "data": message.data}
+        if message.stream is not None:
+            push["stream"] = message.stream
+        self._push(self._envelope(push))
+
+    def _push(self, message):
+        if self._answering:
             # Never between a request and its reply: the reply comes first.
-            self._held_pushes.append(push)
+            self._held.append(message)
         else:
-            self._write(push)
+            self._write(message)
 
 
 class HpxFactory(Factory):
@@ -549,25 +636,49 @@ class HpxFactory(Factory):
         self.clock = clock
         self.connections = set()
         self._all_closed = []
+        self._drained = []
 
     def connection_lost(self, protocol):
         self.connections.discard(protocol)
         if not self.connections:
-            waiting, self._all_closed = self._all_closed, []
-            for d in waiting:
-                d.callback(None)
+            _fire(self._all_closed)
+        self.check_drained()
 
     def close_all(self):
         """Close every connection once its current message is answered."""
         if not self.connections:
             return defer.succeed(None)
-        d = defer.Deferred()
-        self._all_closed.append(d)
+        d = _waiter(self._all_closed)
         for protocol in list(self.connections):
             protocol.close_when_idle()
         return d
 
+    def drain(self):
+        """Fire once no connection has a message in hand or waiting."""
+        d = _waiter(self._drained)
+        self.check_drained()
+        return d
 
+    def check_drained(self):
+        if self._drained and all(p.idle for p in self.connections):
+            _fire(self._drained)
+
+
+def _waiter(waiting):
+    """A Deferred added to ``waiting``, taken out again if cancelled."""
+    d = Deferred(lambda d: waiting.remove(d) if d in waiting else None)
+    waiting.append(d)
+    return d
+
+
+def _fire(waiting):
+    ready = list(waiting)
+    waiting.clear()
+    for d in ready:
+        d.callback(None)
+
+
+@implementer(IDoor)
 class TcpDoor(service.Service):
     """Listens on every ``[tcp] listen`` endpoint."""
 
@@ -581,7 +692,9 @@ class TcpDoor(service.Service):
         self.config = config
         self.factory = HpxFactory(node, config, reactor)
         self.ports = []
-        self.listening = None
+
+    def listen(self):
+        return defer.ensureDeferred(self._listen())
 
     async def _listen(self):
         for description in self.config.listen:
@@ -592,25 +705,21 @@ class TcpDoor(service.Service):
             self.log.info("hpxd tcp door listening on {host}:{port}",
                           host=getattr(address, "host", address), port=getattr(address, "port", ""))
 
-    def privilegedStartService(self):
-        """Listen before twistd drops privileges (-u/-g), so ports < 1024 work.
-
-        ``self.listening`` fires when every port is open."""
-        super().privilegedStartService()
-        self.listening = defer.ensureDeferred(self._listen())
-
-    def startService(self):
-        super().startService()
-        if self.listening is None:  # started without privilegedStartService
-            self.listening = defer.ensureDeferred(self._listen())
+    def addresses(self):
+        return [port.getHost() for port in self.ports]
 
     def stop_listening(self):
         ports, self.ports = self.ports, []
         return defer.DeferredList([defer.maybeDeferred(p.stopListening) for p in ports])
 
+    def drain(self):
+        return self.factory.drain()
+
+    def close_connections(self, reason=None):
+        return self.factory.close_all()
+
     @defer.inlineCallbacks
     def stopService(self):
         super().stopService()
-        self.listening = None
         yield self.stop_listening()
         yield self.factory.close_all()
