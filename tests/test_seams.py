@@ -67,17 +67,34 @@ async def backend(kind, redis_url):
     await stop_backend(b)
 
 
+async def outcome(d):
+    """What ``d`` fires with: its value, or its Failure (consumed)."""
+    from twisted.internet.defer import Deferred
+    assert isinstance(d, Deferred)
+    results = []
+    d.addCallbacks(results.append, results.append)
+    await d
+    return results[0]
+
+
 @pytest_twisted.ensureDeferred
 async def test_seams_return_deferreds(backend):
-    """Callers may use .addCallback on every backend, not only await."""
-    from twisted.internet.defer import Deferred
-    calls = [backend.scope.set("k", 1), backend.scope.get("k"), backend.scope.delete("k"),
-             backend.sessions.create({"user_name": None, "role": "guest"}),
-             backend.sessions.get("nope"), backend.hub.broadcast("x")]
-    for d in calls:
-        assert isinstance(d, Deferred)
-        d.addErrback(lambda f: None)
-        await d
+    """Callers may use .addCallback on every backend, not only await, and
+    each Deferred fires with what the interface promises."""
+    from twisted.python.failure import Failure
+    scope, sessions, hub = backend.scope, backend.sessions, backend.hub
+    assert await outcome(scope.set("k", {"n": 1})) is None
+    assert await outcome(scope.get("k")) == {"n": 1}
+    assert await outcome(scope.delete("k")) is None
+    session = await outcome(sessions.create({"user_name": None, "role": "guest"}))
+    assert session.user_info == {"user_name": None, "role": "guest"}
+    assert (await outcome(sessions.get(session.id))).id == session.id
+    assert await outcome(sessions.save(session)) is None
+    assert await outcome(sessions.delete(session.id)) is None
+    missing = await outcome(sessions.get("nope"))
+    assert isinstance(missing, Failure) and missing.check(errors.SessionExpired), missing
+    for d in (hub.broadcast("x"), hub.send_to_session("s", "x"), hub.send_to_client("c", "x")):
+        assert await outcome(d) is None
 
 
 def test_backends_provide_the_interfaces(backend):
@@ -180,15 +197,20 @@ async def test_hub_local_delivery(backend):
     await hub.broadcast("hello", {"x": 1})
     await hub.send_to_session("s2", "only-b", 2)
     await hub.send_to_client("a", "only-a", 3)
+    await hub.broadcast("tick", 4, stream="clock")
+    await hub.send_to_session("s2", "for-b", 5, stream="indexer")
+    await hub.send_to_client("a", "for-a", 6, stream="p")
     hub.command("serverquit")
     await sleep(0.2)  # a message coming back from Redis must not be delivered twice
-    assert [(m.kind, m.action, m.data) for m in a.got] == [
-        (PUSH, "hello", {"x": 1}), (PUSH, "only-a", 3), (COMMAND, "serverquit", None)]
-    assert [(m.kind, m.action, m.data) for m in b.got] == [
-        (PUSH, "hello", {"x": 1}), (PUSH, "only-b", 2), (COMMAND, "serverquit", None)]
+    assert [(m.kind, m.action, m.data, m.stream) for m in a.got] == [
+        (PUSH, "hello", {"x": 1}, None), (PUSH, "only-a", 3, None), (PUSH, "tick", 4, "clock"),
+        (PUSH, "for-a", 6, "p"), (COMMAND, "serverquit", None, None)]
+    assert [(m.kind, m.action, m.data, m.stream) for m in b.got] == [
+        (PUSH, "hello", {"x": 1}, None), (PUSH, "only-b", 2, None), (PUSH, "tick", 4, "clock"),
+        (PUSH, "for-b", 5, "indexer"), (COMMAND, "serverquit", None, None)]
     hub.unregister(a)
     await hub.broadcast("again")
-    assert len(a.got) == 3
+    assert len(a.got) == 5
     hub.unregister(b)
 
 
@@ -204,11 +226,16 @@ async def test_hub_crosses_nodes_but_commands_do_not(redis_server):
         await node_a.hub.broadcast("news", [1])
         await node_a.hub.send_to_session("s1", "mine", None)
         await node_a.hub.send_to_client("b", "direct", "x")
+        await node_a.hub.broadcast("tick", 1, stream="clock")
+        await node_a.hub.send_to_session("s1", "part", 2, stream="indexer")
+        await node_a.hub.send_to_client("b", "value", 4, stream="p")
         node_a.hub.command("serverquit")
         await sleep(0.3)
-        assert [(m.action, m.data) for m in on_b.got] == [
-            ("news", [1]), ("mine", None), ("direct", "x")]
-        assert [m.action for m in on_a.got] == ["news", "mine", "serverquit"]
+        assert [(m.kind, m.action, m.data, m.stream) for m in on_b.got] == [
+            (PUSH, "news", [1], None), (PUSH, "mine", None, None), (PUSH, "direct", "x", None),
+            (PUSH, "tick", 1, "clock"), (PUSH, "part", 2, "indexer"),
+            (PUSH, "value", 4, "p")]
+        assert [m.action for m in on_a.got] == ["news", "mine", "tick", "part", "serverquit"]
         node_a.hub.unregister(on_a)
         node_b.hub.unregister(on_b)
     finally:
@@ -299,9 +326,8 @@ async def test_session_keys_holding_garbage_give_a_clear_error(redis_server):
 
 @pytest_twisted.ensureDeferred
 async def test_redis_replies_reach_their_commands_when_mixed_in_one_turn(redis_server):
-    """Session reads (raw replies handed straight to their waiter) and other
-    commands (through txredisapi's conversions) sent in one reactor turn on
-    one connection: each gets its own reply, converted its own way."""
+    """Session reads and other commands sent in one reactor turn go out on one
+    connection and their replies come back together: each gets its own."""
     from twisted.internet import defer
     node = await start_backend("redis", redis_server.url)
     try:

@@ -287,6 +287,18 @@ def test_hub_send_to_client(hub):
     assert len(got(hub)["bad"]) == 1
 
 
+def test_hub_pushes_carry_their_stream(hub):
+    result_of(hub.broadcast("tick", 1, stream="clock"))
+    result_of(hub.send_to_session("s2", "part", 2, stream="indexer"))
+    result_of(hub.send_to_client("c", "value", 3, "p"))
+    assert got(hub)["a"] == [HubMessage(PUSH, "tick", 1, "clock")]
+    assert got(hub)["b"] == [HubMessage(PUSH, "tick", 1, "clock"),
+                             HubMessage(PUSH, "part", 2, "indexer")]
+    assert got(hub)["c"] == [HubMessage(PUSH, "tick", 1, "clock"),
+                             HubMessage(PUSH, "value", 3, "p")]
+    assert HubMessage(PUSH, "x").stream is None  # pushes without one
+
+
 def test_hub_command(hub):
     hub.command("serverquit")
     message = HubMessage(COMMAND, "serverquit")

@@ -114,16 +114,16 @@ class MemoryScope:
 class MemoryHub(LocalClients):
     """One node: every push is a local delivery."""
 
-    def broadcast(self, action, data=None):
-        self.deliver(HubMessage(PUSH, action, data))
+    def broadcast(self, action, data=None, stream=None):
+        self.deliver(HubMessage(PUSH, action, data, stream))
         return defer.succeed(None)
 
-    def send_to_session(self, session_id, action, data=None):
-        self.deliver(HubMessage(PUSH, action, data), session_id=session_id)
+    def send_to_session(self, session_id, action, data=None, stream=None):
+        self.deliver(HubMessage(PUSH, action, data, stream), session_id=session_id)
         return defer.succeed(None)
 
-    def send_to_client(self, client_id, action, data=None):
-        self.deliver(HubMessage(PUSH, action, data), client_id=client_id)
+    def send_to_client(self, client_id, action, data=None, stream=None):
+        self.deliver(HubMessage(PUSH, action, data, stream), client_id=client_id)
         return defer.succeed(None)
 
     def command(self, name):

@@ -8,7 +8,13 @@ Keys (``<db>`` is the Redis database number, channels are not per database):
 
 Common path cost: one round trip per call (GETEX of the session); a second
 only when the call changed ``session.data``. Server commands never go through
-Redis: they act on the node that receives them.
+Redis: they act on the node that receives them. Every command goes through
+txredisapi's public API (its command methods or ``execute_command``).
+
+A hub message is JSON: ``v`` (HUB_FORMAT), ``node``, ``action``, ``data``,
+``stream``, ``session``, ``client``. Fields are read by name, so a field added
+later (as ``stream`` was) needs no new format: a node that does not find it
+takes None.
 
 When Redis is unreachable every operation fails at once with
 ``BackendUnavailable`` (504) instead of waiting for a connection; the pool
@@ -80,30 +86,11 @@ def make_endpoint(reactor, settings, connect_timeout, ca_file=""):
 
 
 class _Connection(txredisapi.RedisProtocol):
-    """A pooled connection that notes when Redis last sent it anything, and
-    hands the replies to ``RedisLink.send``'s commands straight to their
-    waiters."""
+    """A pooled connection, with the bookkeeping ``RedisLink.run`` keeps for
+    its watchdog (see ``RedisLink._watch``)."""
 
-    last_progress = 0.0
-
-    def dataReceived(self, data, unpause=False):
-        self.last_progress = self.factory.link.reactor.seconds()
-        reader = getattr(self, "_reader", None)  # hiredis's; None: txredisapi's own parser
-        if reader is not None and not self.inTransaction:
-            # While the oldest command waiting is one of send()'s, its reply
-            # is plain RESP that _Reply converts itself: skip txredisapi's
-            # per-reply conversions and queue (every call's GETEX comes here).
-            if data:
-                reader.feed(data)
-                data = b""
-            waiting = self.replyQueue.waiting
-            while waiting and type(waiting[0]) is _Reply:
-                reply = reader.gets()
-                if reply is False:
-                    return None
-                waiting.pop(0).callback(reply)
-        # Anything else, in order, the way txredisapi does it.
-        return super().dataReceived(data, unpause)
+    outstanding = 0  # commands sent through RedisLink.run, reply not in yet
+    last_progress = 0.0  # last reply, or when the first outstanding command went out
 
 
 class _Pool(txredisapi.RedisFactory):
@@ -122,55 +109,6 @@ class _Pool(txredisapi.RedisFactory):
         super().delConnection(conn)
         if not self.size and not self.stopped:
             self.link.mark(False, "connection lost")
-
-
-class _Reply:
-    """Waits in a connection's reply queue for the reply to one command sent
-    by ``RedisLink.send``, and fires ``deferred`` with ``convert(reply, arg)``.
-
-    txredisapi hands every reply to the first waiter of the queue with
-    ``.callback(reply)`` (errors and a lost connection arrive as exception
-    values), so a waiter needs only that method. ``_Connection`` hands it
-    hiredis's raw reply (bytes, not yet decoded) when it can. This replaces the four
-    Deferreds, two closures and generic argument encoding that
-    ``execute_command`` spends on each command: the GETEX of every call
-    comes through here.
-    """
-
-    __slots__ = ("link", "deferred", "convert", "arg")
-
-    def __init__(self, link, convert, arg):
-        self.link, self.convert, self.arg = link, convert, arg
-        self.deferred = defer.Deferred()
-
-    def callback(self, reply):
-        if isinstance(reply, Exception):
-            if isinstance(reply, txredisapi.ConnectionError):
-                self.deferred.errback(self.link._unavailable(reply))
-            else:  # an error reply from Redis, such as WRONGTYPE
-                self._failed(reply)
-            return
-        try:
-            value = self.convert(reply, self.arg)
-        except errors.HpxdError as e:
-            self.deferred.errback(e)
-        except Exception as e:  # what Redis holds is not what we wrote there
-            self._failed(e)
-        else:
-            self.deferred.callback(value)
-
-    def _failed(self, error):
-        self.link.log.error("Redis reply for {arg!r} unusable: {e}", arg=self.arg, e=error)
-        self.deferred.errback(errors.UnhandledError())
-
-
-def encode_command(*words):
-    """A Redis command in RESP: an array of bulk strings."""
-    parts = [b"*%d\r\n" % len(words)]
-    for word in words:
-        data = word if isinstance(word, bytes) else str(word).encode("utf-8")
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
 
 
 class _Subscriber(txredisapi.SubscriberProtocol):
@@ -276,46 +214,37 @@ class RedisLink(service.Service):
                           "other nodes wait until it is", t=timeout)
 
     def run(self, command, *args, **kwargs):
-        """One Redis command, as a Deferred (plain callbacks: this is every
-        call's path). BackendUnavailable at once when Redis is away."""
+        """One Redis command: ``command`` names a public method of txredisapi's
+        protocol (``"execute_command"`` for any command by name). A Deferred
+        (plain callbacks: this is every call's path); BackendUnavailable at
+        once when Redis is away."""
         try:
             connection = self._connection()
-            if not connection.replyQueue.waiting:  # its reply clock starts now
-                connection.last_progress = self.reactor.seconds()
             d = getattr(connection, command)(*args, **kwargs)
         except (errors.BackendUnavailable, txredisapi.ConnectionError) as e:
             return defer.fail(self._unavailable(e))
+        if not connection.outstanding:  # its reply clock starts now
+            connection.last_progress = self.reactor.seconds()
+        connection.outstanding += 1
+        # First on the chain: nothing the caller adds can delay the count.
+        # (A caller cancelling d would count its reply early; nothing does.)
+        d.addBoth(self._answered, connection)
         return d.addErrback(self._failed)
 
-    def send(self, command, convert, arg):
-        """Send ``command`` (RESP bytes, see ``encode_command``); a Deferred
-        of ``convert(reply, arg)``. The lean form of ``run`` for the one
-        command every call makes; replies still come back in order through
-        txredisapi's queue, so both may share a connection."""
-        try:
-            connection = self._connection()
-        except errors.BackendUnavailable as e:
-            return defer.fail(self._unavailable(e))
-        queue = connection.replyQueue
-        if not queue.waiting:  # its reply clock starts now
-            connection.last_progress = self.reactor.seconds()
-        reply = _Reply(self, convert, arg)
-        connection.transport.write(command)
-        if queue.pending:  # a reply nobody asked for: txredisapi would hand it over too
-            reply.callback(queue.pending.pop(0))
-        else:
-            queue.waiting.append(reply)
-        return reply.deferred
+    def _answered(self, result, connection):
+        connection.outstanding -= 1
+        connection.last_progress = self.reactor.seconds()
+        return result
 
     def _watch(self):
-        """Drop a connection whose replies are overdue; its waiting commands
-        then fail with 504. One periodic check instead of txredisapi's timer
-        per command (armed and cancelled on every call). Cancelling a
-        command's Deferred instead would leave its reply in the queue for the
-        next command."""
+        """Drop a connection whose replies are overdue; txredisapi then fails
+        its waiting commands (ConnectionError: 504). One periodic check
+        instead of txredisapi's timer per command (armed and cancelled on
+        every call). Cancelling one command's Deferred instead would not do:
+        its reply would still come, and the connection stay stuck."""
         now = self.reactor.seconds()
         for connection in list(self.pool.pool):
-            if connection.connected and connection.replyQueue.waiting \
+            if connection.connected and connection.outstanding \
                     and now - connection.last_progress > self.reply_timeout:
                 self.mark(False, f"no reply within {self.reply_timeout} s")
                 connection.transport.abortConnection()
@@ -362,9 +291,6 @@ class RedisSessionStore:
     def __init__(self, link, lifespan):
         self.link = link
         self.lifespan = lifespan
-        # GETEX <key> EX <lifespan>: all but the key is the same every time.
-        self._getex_head = encode_command("GETEX")[len(b"*1\r\n"):]
-        self._getex_tail = encode_command("EX", lifespan)[len(b"*2\r\n"):]
         self._user_infos = {}  # session JSON without data -> its user_info
 
     @staticmethod
@@ -380,14 +306,14 @@ class RedisSessionStore:
     def get(self, session_id):
         if not isinstance(session_id, str) or not session_id:
             return defer.fail(errors.SessionExpired())
-        try:
+        try:  # bytes go out as they are; Redis strings are length-prefixed, any bytes fit
             key = self.key(session_id).encode("utf-8")
         except UnicodeEncodeError:  # lone surrogates: no session has such an id
             return defer.fail(errors.SessionExpired())
         # GETEX reads and slides the expiry in one round trip.
-        command = b"*4\r\n%s$%d\r\n%s\r\n%s" % (self._getex_head, len(key), key,
-                                                    self._getex_tail)
-        return self.link.send(command, self._loaded, session_id)
+        d = self.link.run("execute_command", "GETEX", key, "EX", self.lifespan)
+        d.addCallback(self._loaded, session_id)
+        return d.addErrback(self._unusable, session_id)
 
     def get_now(self, session_id):
         return None  # Redis must be asked: use get()
@@ -407,6 +333,15 @@ class RedisSessionStore:
                 self._user_infos[text] = dict(session.user_info)
             return session
         return Session(session_id, dict(user_info), {})
+
+    def _unusable(self, failure, session_id):
+        """The key holds something we did not write there (not our JSON, or
+        not a string: WRONGTYPE): that call fails with 100, logged."""
+        if failure.check(errors.HpxdError):
+            return failure
+        self.link.log.failure("unusable Redis value for session {id!r}", failure,
+                              id=session_id[:100])
+        raise errors.UnhandledError()
 
     @deferred
     async def save(self, session):
@@ -441,6 +376,10 @@ class RedisScope:
         await self.link.run("delete", "hpxd:scope:" + str(key))
 
 
+def _none(result):
+    return None  # PUBLISH answers how many nodes listened; IHub promises None
+
+
 @implementer(IHub)
 class RedisHub(LocalClients):
     """Local delivery at once, and Redis pub/sub to the other nodes.
@@ -457,24 +396,24 @@ class RedisHub(LocalClients):
         self.channel = f"hpxd:{link.settings['db']}:hub"
         self._bad_versions = set()
 
-    def _publish(self, action, data, session_id=None, client_id=None):
+    def _publish(self, action, data, stream, session_id=None, client_id=None):
         message = dump_json({"v": HUB_FORMAT, "node": self.node_id, "action": action,
-                             "data": data, "session": session_id, "client": client_id},
-                            "pushed data")
-        return defer.ensureDeferred(self.link.run("publish", self.channel, message))
+                             "data": data, "stream": stream, "session": session_id,
+                             "client": client_id}, "pushed data")
+        return self.link.run("publish", self.channel, message).addCallback(_none)
 
-    def broadcast(self, action, data=None):
-        self.deliver(HubMessage(PUSH, action, data))
-        return self._publish(action, data)
+    def broadcast(self, action, data=None, stream=None):
+        self.deliver(HubMessage(PUSH, action, data, stream))
+        return self._publish(action, data, stream)
 
-    def send_to_session(self, session_id, action, data=None):
-        self.deliver(HubMessage(PUSH, action, data), session_id=session_id)
-        return self._publish(action, data, session_id=session_id)
+    def send_to_session(self, session_id, action, data=None, stream=None):
+        self.deliver(HubMessage(PUSH, action, data, stream), session_id=session_id)
+        return self._publish(action, data, stream, session_id=session_id)
 
-    def send_to_client(self, client_id, action, data=None):
-        if self.deliver(HubMessage(PUSH, action, data), client_id=client_id):
+    def send_to_client(self, client_id, action, data=None, stream=None):
+        if self.deliver(HubMessage(PUSH, action, data, stream), client_id=client_id):
             return defer.succeed(None)
-        return self._publish(action, data, client_id=client_id)
+        return self._publish(action, data, stream, client_id=client_id)
 
     def command(self, name):
         self.deliver(HubMessage(COMMAND, name))  # server commands stay on this node
@@ -491,7 +430,8 @@ class RedisHub(LocalClients):
                 return
             if message["node"] == self.node_id:
                 return
-            self.deliver(HubMessage(PUSH, message["action"], message.get("data")),
+            self.deliver(HubMessage(PUSH, message["action"], message.get("data"),
+                                    message.get("stream")),
                          session_id=message.get("session"), client_id=message.get("client"))
         except (ValueError, KeyError, TypeError, AttributeError):
             self.log.warn("ignoring a malformed hub message: {text!r}", text=text[:200])
