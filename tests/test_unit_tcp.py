@@ -70,6 +70,11 @@ def make_task(pending):
     def edit(item):
         return "edited"
 
+    @task.function
+    def tally(item, n):
+        pending.append(("tally", n))  # every call that ran, in order
+        return n
+
     return task
 
 
@@ -697,3 +702,54 @@ def test_a_bug_in_the_door_answers_100_and_the_next_message_is_served(conn, monk
     assert reply["error"]["code"] == 100
     monkeypatch.undo()
     assert conn.ask([{"fname": "add", "a": 1, "b": 1}], session)["data"][0]["data"] == 2
+
+
+# -- a client that hangs up ---------------------------------------------------------
+
+def ran_tallies(conn):
+    return [n for entry in conn.pending if type(entry) is tuple for n in entry[1:]]
+
+
+def test_a_client_that_hangs_up_gets_none_of_its_queued_calls_run(conn):
+    session = conn.handshake()
+    conn.send([{"fname": "block"}], session)
+    conn.proto.dataReceived(b"".join(frame(envelope([{"fname": "tally", "n": i}], session))
+                                     for i in range(5)))
+    assert ran_tallies(conn) == []  # queued behind the blocked call
+    conn.lose()
+    conn.pending[0].callback("too late")
+    assert ran_tallies(conn) == []
+    assert conn.node.dispatcher.inflight == 0
+
+
+def test_a_client_that_hangs_up_midway_through_a_call_list_stops_it_there(conn):
+    session = conn.handshake()
+    conn.send([{"fname": "tally", "n": 1}, {"fname": "block"}, {"fname": "tally", "n": 2}],
+              session)
+    assert ran_tallies(conn) == [1]
+    conn.lose()
+    conn.pending[1].callback("too late")
+    assert ran_tallies(conn) == [1]
+    assert conn.transport.value().count(EOF_MARK) == 2  # greeting and handshake only
+
+
+def test_a_client_that_hangs_up_while_its_session_is_looked_up_runs_nothing():
+    """With a store that must ask elsewhere (Redis), the calls wait for the
+    session; if the client has left by then, they are not run."""
+    clock = Clock()
+    store = MemorySessionStore(60, clock=clock)
+    pending = []
+    auth = Authenticator(ROLES, USERS, True, "guest", 1.0, clock)
+    node = Node("unit-node", make_task(pending), auth, store, MemoryScope(), MemoryHub())
+    c = Conn(node=node, clock=clock)
+    session = c.handshake()
+    live = store.get_now(session)
+    lookups = []
+    store.get_now = lambda session_id: None  # like Redis: always ask get()
+    store.get = lambda session_id: lookups.append(defer.Deferred()) or lookups[-1]
+    c.send([{"fname": "tally", "n": 1}], session)
+    [lookup] = lookups
+    c.lose()
+    lookup.callback(live)  # the store answers after the client left
+    assert pending == []
+    assert node.dispatcher.inflight == 0
