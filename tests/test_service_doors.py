@@ -1,0 +1,68 @@
+"""The service knows doors only through IDoor and the registry in hpxd.doors."""
+
+import ast
+from pathlib import Path
+
+from twisted.internet.task import Clock
+from zope.interface.verify import verifyObject
+
+from hpxd import config as configmod, doors
+from hpxd.core.interfaces import IDoor
+from hpxd.demo import task as demo_task
+from hpxd.service import HpxdService
+
+HPXD = Path(__file__).resolve().parent.parent / "hpxd"
+
+
+def imported_modules(path):
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_service_imports_no_door_module_by_name():
+    imported = imported_modules(HPXD / "service.py")
+    assert "hpxd.doors" in imported  # the registry
+    assert not [m for m in imported if m.startswith("hpxd.doors.") and m != "hpxd.doors.build"]
+    assert "TcpDoor" not in (HPXD / "service.py").read_text()
+
+
+def test_no_door_imports_another_and_the_core_imports_no_door():
+    door_modules = {f"hpxd.doors.{p.stem}" for p in (HPXD / "doors").glob("*.py")
+                    if p.stem != "__init__"}
+    for path in (HPXD / "doors").glob("*.py"):
+        own = f"hpxd.doors.{path.stem}"
+        assert not (imported_modules(path) & (door_modules - {own})), path
+    for path in (HPXD / "core").glob("*.py"):
+        assert not [m for m in imported_modules(path) if m.startswith(("hpxd.doors",
+                                                                        "hpxd.backends"))], path
+
+
+def config_with(tcp_listen, tmp_path):
+    raw = {"tcp": {"listen": tcp_listen}, "web": {"listen": []},
+           "server": {"data_dir": str(tmp_path)}}
+    config = configmod.from_dict(raw)
+    config.resolve_paths()
+    return config
+
+
+def test_every_registered_door_provides_idoor(tmp_path):
+    config = config_with(["tcp:0:interface=127.0.0.1"], tmp_path)
+    service = HpxdService(config, demo_task, Clock())
+    assert [door.name for door in service.doors] == ["tcp"]
+    for door in service.doors:
+        assert verifyObject(IDoor, door)
+        assert door.parent is service
+    assert set(doors.DOORS) <= set(configmod.SCHEMA)  # each door has its config section
+    service.node.records.close()
+
+
+def test_an_empty_listen_list_switches_a_door_off(tmp_path):
+    service = HpxdService(config_with([], tmp_path), demo_task, Clock())
+    assert service.doors == []
+    service.node.records.close()
