@@ -30,6 +30,7 @@ import txredisapi
 from twisted.application import service
 from twisted.internet import defer, endpoints, ssl, task
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
@@ -42,7 +43,20 @@ from hpxd.core.sessions import Session, new_session_id
 
 HUB_FORMAT = 1  # version of the pub/sub message format
 RETRY_INITIAL, RETRY_MAX = 0.5, 2.0  # seconds between reconnection attempts
-MAX_REMEMBERED_TEXTS = 1024  # parsed session texts kept by a node; see _loaded
+MAX_REMEMBERED_TEXTS = 1024  # parsed session texts kept by a node; see _session
+MAX_BATCH = 256  # session reads sent in one command at most
+
+# Every session read in one reactor turn goes to Redis as ONE command: the
+# fixed cost of a command (building it, txredisapi's Deferreds) is then
+# shared by all the calls answered in that turn. pcall: a key holding
+# something else fails only its own read.
+READ_SESSIONS = b"""
+local out = {}
+for i, key in ipairs(KEYS) do
+    out[i] = redis.pcall('GETEX', key, 'EX', ARGV[1])
+end
+return out
+"""
 
 
 class _TLSEndpoint:
@@ -151,7 +165,10 @@ class RedisLink(service.Service):
         self.pool = _Pool(self.where, self.settings["db"], pool_size, isLazy=True,
                           password=self.settings["password"],
                           username=self.settings["username"],
-                          replyTimeout=None)  # see _watch
+                          replyTimeout=None,  # see _watch
+                          # Replies as Redis sent them: "42" stays a string
+                          # (JSON text must reach json.loads as text).
+                          convertNumbers=False)
         self.pool.link = self
         self.watchdog = task.LoopingCall(self._watch)
         self.watchdog.clock = reactor
@@ -228,12 +245,14 @@ class RedisLink(service.Service):
         connection.outstanding += 1
         # First on the chain: nothing the caller adds can delay the count.
         # (A caller cancelling d would count its reply early; nothing does.)
-        d.addBoth(self._answered, connection)
-        return d.addErrback(self._failed)
+        # One callback entry for both jobs: this is on every call's path.
+        return d.addBoth(self._answered, connection)
 
     def _answered(self, result, connection):
         connection.outstanding -= 1
         connection.last_progress = self.reactor.seconds()
+        if isinstance(result, Failure) and result.check(txredisapi.ConnectionError):
+            raise self._unavailable(result.value)  # TimeoutError is one too
         return result
 
     def _watch(self):
@@ -248,10 +267,6 @@ class RedisLink(service.Service):
                     and now - connection.last_progress > self.reply_timeout:
                 self.mark(False, f"no reply within {self.reply_timeout} s")
                 connection.transport.abortConnection()
-
-    def _failed(self, failure):
-        failure.trap(txredisapi.ConnectionError)  # TimeoutError is one too
-        raise self._unavailable(failure.value)
 
     def _unavailable(self, error):
         self.mark(False, str(error) or type(error).__name__)
@@ -291,7 +306,9 @@ class RedisSessionStore:
     def __init__(self, link, lifespan):
         self.link = link
         self.lifespan = lifespan
+        self._lifespan_word = str(lifespan).encode("ascii")
         self._user_infos = {}  # session JSON without data -> its user_info
+        self._batch = []  # (key, session id, Deferred) read at the end of this turn
 
     @staticmethod
     def key(session_id):
@@ -310,17 +327,67 @@ class RedisSessionStore:
             key = self.key(session_id).encode("utf-8")
         except UnicodeEncodeError:  # lone surrogates: no session has such an id
             return defer.fail(errors.SessionExpired())
-        # GETEX reads and slides the expiry in one round trip.
-        d = self.link.run("execute_command", "GETEX", key, "EX", self.lifespan)
-        d.addCallback(self._loaded, session_id)
-        return d.addErrback(self._unusable, session_id)
+        d = defer.Deferred()
+        if not self._batch:
+            self.link.reactor.callLater(0, self._read_batch)  # at the end of this turn
+        self._batch.append((key, session_id, d))
+        if len(self._batch) >= MAX_BATCH:
+            self._read_batch()
+        return d
+
+    def _read_batch(self):
+        """GETEX every key asked for since the last batch: it reads each
+        session and slides its expiry, in one round trip."""
+        batch, self._batch = self._batch, []
+        if not batch:
+            return
+        keys = [key for key, _, _ in batch]
+        d = self.link.run("execute_command", b"EVAL", READ_SESSIONS, b"%d" % len(keys), *keys,
+                          self._lifespan_word)
+        d.addBoth(self._batch_read, batch)
+
+    def _batch_read(self, replies, batch):
+        if isinstance(replies, Failure) or not isinstance(replies, list) \
+                or len(replies) != len(batch):
+            failure = replies if isinstance(replies, Failure) else None
+            error = self._unreadable(failure, replies)
+            for _, _, d in batch:
+                d.errback(error)
+            return
+        for (_, session_id, d), reply in zip(batch, replies):
+            try:
+                session = self._loaded(reply, session_id)
+            except errors.HpxdError as e:
+                d.errback(e)
+            else:
+                d.callback(session)
+
+    def _unreadable(self, failure, replies):
+        if failure is not None and failure.check(errors.HpxdError):
+            return failure.value  # 504: Redis is away
+        self.link.log.error("Redis could not read sessions: {why}",
+                            why=failure.getErrorMessage() if failure else repr(replies)[:200])
+        return errors.UnhandledError()
 
     def get_now(self, session_id):
         return None  # Redis must be asked: use get()
 
     def _loaded(self, text, session_id):
+        """One read's reply -> the session; SessionExpired when there is
+        none; 100 (logged) when the key holds something we did not write
+        there (not our JSON, or not a string: WRONGTYPE)."""
         if text is None:
             raise errors.SessionExpired()
+        try:
+            if isinstance(text, Exception):
+                raise text
+            return self._session(text, session_id)
+        except Exception:
+            self.link.log.failure("unusable Redis value for session {id!r}",
+                                  id=session_id[:100])
+            raise errors.UnhandledError() from None
+
+    def _session(self, text, session_id):
         # Most sessions hold no data, so the same text comes back call after
         # call: remember its user_info instead of parsing it every time. The
         # text itself is read from Redis on every call, so nothing goes stale.
@@ -333,15 +400,6 @@ class RedisSessionStore:
                 self._user_infos[text] = dict(session.user_info)
             return session
         return Session(session_id, dict(user_info), {})
-
-    def _unusable(self, failure, session_id):
-        """The key holds something we did not write there (not our JSON, or
-        not a string: WRONGTYPE): that call fails with 100, logged."""
-        if failure.check(errors.HpxdError):
-            return failure
-        self.link.log.failure("unusable Redis value for session {id!r}", failure,
-                              id=session_id[:100])
-        raise errors.UnhandledError()
 
     @deferred
     async def save(self, session):

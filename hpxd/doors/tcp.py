@@ -263,6 +263,7 @@ class HpxProtocol(FrameReceiver):
         self._idle_timer = None
         self._last_activity = 0.0
         self._environ = None
+        self._asked_session = ""  # the session id of the message being answered
 
     # -- connection life -------------------------------------------------
 
@@ -368,8 +369,7 @@ class HpxProtocol(FrameReceiver):
             self._replied(reply)
             return
         self.pause_frames()
-        reply.addErrback(self._crashed)
-        reply.addCallback(self._replied_later)
+        reply.addCallbacks(self._replied_later, self._failed_later)
 
     def frameTooLong(self, length):
         self._answering = True
@@ -394,6 +394,13 @@ class HpxProtocol(FrameReceiver):
         self._touch()  # after a wait, idle time counts from the reply
         self._replied(reply)
         self.resume_frames()
+
+    def _failed_later(self, failure):
+        if failure.check(errors.HpxdError):
+            reply = self._error_reply(failure.value, self._asked_session)
+        else:
+            reply = self._crashed(failure)
+        self._replied_later(reply)
 
     def _crashed(self, failure):
         # _answer turns every error into a reply; reaching here is our bug.
@@ -436,48 +443,36 @@ class HpxProtocol(FrameReceiver):
         when something must wait (a login, a store that needs I/O, a
         function that returns a Deferred). The common case, calls on a
         session the store holds, makes no Deferred."""
-        session_id = ""
+        session_id = self._asked_session = ""  # for a root error that comes later
         try:
             message = decode(frame, self.max_length)
-            session_id = message.get("session", "")
+            session_id = self._asked_session = message.get("session", "")
             data = message["data"]
             if type(data) is list:
-                reply = self._calls(session_id, data)
-            elif type(data) is dict:
+                return self._with_session(session_id, self._run_calls, data)
+            if type(data) is dict:
                 return self._handshake(data)
-            else:
-                reply = self._command(session_id, data)
+            return self._command(session_id, data)
         except errors.HpxdError as e:
             return self._error_reply(e, session_id)
-        if type(reply) is Deferred:
-            reply.addErrback(self._failed_later, session_id)
-        return reply
 
-    def _failed_later(self, failure, session_id):
-        failure.trap(errors.HpxdError)
-        return self._error_reply(failure.value, session_id)
-
-    def _calls(self, session_id, calls):
-        session = self._session(session_id)
-        if type(session) is Deferred:
-            return session.addCallback(self._run_calls, calls)
-        return self._run_calls(session, calls)
-
-    def _session(self, session_id):
-        """The live session (or a Deferred of it): every message's look-up."""
+    def _with_session(self, session_id, then, *args):
+        """``then(session, *args)`` with the live session: at once when the
+        store answers at once (memory), else when it has (Redis) — one
+        callback on the look-up, which every message of every call makes."""
         if not session_id:
             raise errors.AuthRequired("do the handshake first, or send your session id")
         sessions = self.factory.node.sessions
         session = sessions.get_now(session_id)
-        if session is None:  # the store must ask elsewhere (Redis)
-            return sessions.get(session_id).addCallback(self._authenticated)
-        return self._authenticated(session)
+        if session is None:  # the store must ask elsewhere
+            return sessions.get(session_id).addCallback(self._then, then, args)
+        return self._then(session, then, args)
 
-    def _authenticated(self, session):
+    def _then(self, session, then, args):
         if session.id != self.session_id:
             self.session_id = session.id
             self._cancel_handshake_timer()
-        return session
+        return then(session, *args)
 
     def _run_calls(self, session, calls, results=None, start=0):
         """Run ``calls[start:]`` in order; the reply, or a Deferred of it at
@@ -570,7 +565,9 @@ class HpxProtocol(FrameReceiver):
         return d.addCallbacks(self._handshaken, self._login_refused)
 
     def _handshaken(self, session):
-        self._authenticated(session)
+        return self._then(session, self._authenticated_reply, ())
+
+    def _authenticated_reply(self, session):
         return self._envelope("Authenticated", session.id)
 
     def _login_refused(self, failure):
@@ -585,20 +582,14 @@ class HpxProtocol(FrameReceiver):
             return self._greeting()
         if not session_id:
             return self._run_command(None, name)
-        session = self._session(session_id)
-        if type(session) is Deferred:
-            return session.addCallback(self._run_command, name)
-        return self._run_command(session, name)
+        return self._with_session(session_id, self._run_command, name)
 
     def _run_command(self, session, name):
         self.factory.node.control.run(session, name)
         return NO_REPLY  # the command, pushed to every client, is the reply
 
     def _logout(self, session_id):
-        session = self._session(session_id)
-        if type(session) is not Deferred:
-            session = defer.succeed(session)
-        return session.addCallback(self._log_out)
+        return self._with_session(session_id, self._log_out)
 
     def _log_out(self, session):
         d = self.factory.node.login.logout(session, self.peer)
