@@ -128,6 +128,7 @@ class HpxdService(service.MultiService):
         answered = _all([self.node.dispatcher.drain()] + [door.drain() for door in self.doors])
         await _bounded(answered, timeout, self.reactor, "calls still running")
         self.node.hub.command(command)
+        # Giving up cancels close_connections, which drops what is still open.
         closed = _all([door.close_connections(command) for door in self.doors])
         await _bounded(closed, timeout, self.reactor, "connections still open")
 
@@ -173,14 +174,12 @@ def _when_done(d):
 
 
 def _bounded(d, timeout, reactor, what):
-    """``d``, given up on after ``timeout`` seconds (logged)."""
-    def late(failure):
-        failure.trap(defer.TimeoutError, defer.CancelledError)
+    """``d``, cancelled after ``timeout`` seconds; the give-up is logged."""
+    def gave_up(result, timeout):
         HpxdService.log.warn("shutdown: {what} after {timeout} s; going on", what=what,
                              timeout=timeout)
 
-    d.addTimeout(timeout, reactor)
-    return d.addErrback(late)
+    return d.addTimeout(timeout, reactor, onTimeoutCancel=gave_up)
 
 
 def exit_process(reactor, status):

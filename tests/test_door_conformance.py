@@ -331,3 +331,33 @@ async def test_serverquit_answers_the_call_in_flight_then_pushes_the_command(ser
     assert await busy.events() == [("reply", ["finished"]), ("command", QUIT)]
     assert await admin.events() == [("command", QUIT)]
     assert server.exits == [0]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_call_that_never_ends_cannot_hold_the_quit_past_its_timeouts(server):
+    server.service.config.server.shutdown_timeout = 0.3
+    lines = []
+
+    def observe(event):
+        if event.get("log_namespace", "").startswith("hpxd"):
+            lines.append(formatEvent(event))
+    busy = await server.client()
+    await busy.guest()
+    busy.start_call("block")
+    while not server.pending:
+        await sleep(0.01)
+    admin = await server.client()
+    await admin.login("root", PASSWORDS["root"])
+    globalLogPublisher.addObserver(observe)
+    try:
+        admin.command(QUIT)
+        # The call never answers: after 0.3 s the command goes out anyway,
+        # after 0.3 s more the connection still busy with it is dropped.
+        assert await busy.events() == [("command", QUIT)]
+        while not server.exits:
+            await sleep(0.01)
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    assert server.exits == [0]
+    assert any("calls still running after 0.3 s" in line for line in lines), lines
+    assert any("connections still open after 0.3 s" in line for line in lines), lines

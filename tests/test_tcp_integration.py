@@ -618,3 +618,20 @@ def test_shared_daemon_never_hit_a_door_bug(server):
     log = server.log()
     assert "TCP door failed" not in log
     assert not re.search(r"Unhandled (error|Error) in Deferred", log), log
+
+
+def test_sigterm_with_a_long_call_exits_within_the_shutdown_timeouts(daemons):
+    """shutdown_timeout bounds the wait for calls, and again the closing: a
+    call that runs far longer cannot hold the process."""
+    import signal
+    config = hpx_config().replace("[server]\n", "[server]\nshutdown_timeout = 1\n", 1)
+    daemon = daemons(config)
+    busy, session = login(daemon)
+    busy.send([{"fname": "wait", "seconds": 20}], session=session)
+    time.sleep(0.3)  # the call is running
+    started = time.monotonic()
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert recv_all_until_closed(busy) == [_quit_message("serverquit")]
+    assert daemon.wait(15) == -signal.SIGTERM  # twistd ends a graceful stop by its signal
+    assert time.monotonic() - started < 6
+    assert "shutdown: calls still running after 1 s" in daemon.log()

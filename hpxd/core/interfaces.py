@@ -138,8 +138,10 @@ class IDoor(Interface):
         ``ShuttingDown``, or answered as the door's protocol says)."""
 
     def close_connections(reason):
-        """Close every connection (``reason``: the server command, or None).
-        Fires when all are closed."""
+        """Close every connection once the request in hand is answered
+        (``reason``: the server command, or None). Fires when all are
+        closed; cancelling the Deferred drops those still open at once (the
+        quit sequence does so after ``shutdown_timeout``)."""
 
 
 # Later issues add ILockStore (record locks) and ISipStore (QFQ SIPs) here,

@@ -636,13 +636,22 @@ class HpxFactory(Factory):
         self.check_drained()
 
     def close_all(self):
-        """Close every connection once its current message is answered."""
+        """Close every connection once its current message is answered.
+
+        Cancelling the Deferred (a timeout) drops those still open at once."""
         if not self.connections:
             return defer.succeed(None)
-        d = _waiter(self._all_closed)
+        d = Deferred(self._abort_all)
+        self._all_closed.append(d)
         for protocol in list(self.connections):
             protocol.close_when_idle()
         return d
+
+    def _abort_all(self, d):
+        if d in self._all_closed:
+            self._all_closed.remove(d)
+        for protocol in list(self.connections):
+            protocol.transport.abortConnection()
 
     def drain(self):
         """Fire once no connection has a message in hand or waiting."""
