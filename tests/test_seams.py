@@ -226,6 +226,24 @@ async def test_hub_local_delivery(backend):
 
 
 @pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("action, data", [("x", object()), ("x", {"s": {1, 2}}), (5, None)])
+async def test_a_push_that_is_not_json_reaches_nobody_and_fails_413(backend, action, data):
+    hub = backend.hub
+    a = Client("a", "s1")
+    hub.register(a)
+    try:
+        for push in (lambda: hub.broadcast(action, data),
+                     lambda: hub.send_to_session("s1", action, data),
+                     lambda: hub.send_to_client("a", action, data)):
+            with pytest.raises(errors.BadArguments):
+                await push()
+        await sleep(0.1)
+        assert a.got == []
+    finally:
+        hub.unregister(a)
+
+
+@pytest_twisted.ensureDeferred
 async def test_hub_crosses_nodes_but_commands_do_not(redis_server):
     node_a = await start_backend("redis", redis_server.url)
     node_b = await start_backend("redis", redis_server.url)

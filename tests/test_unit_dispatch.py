@@ -309,6 +309,16 @@ def test_send_goes_to_the_sink_the_door_gave_the_call(node):
 
 
 @pytest_twisted.inlineCallbacks
+def test_a_value_sent_that_is_not_json_fails_the_call_with_413(node):
+    s = yield session_for(node, GUEST)
+    got = []
+    error = yield failure_of(node.dispatcher.call(s, "chatter", ({1, 2}, 3), {}, ENVIRON,
+                                                  lambda name, value: got.append(value)))
+    assert isinstance(error, errors.BadArguments) and "item.send" in error.msg
+    assert got == []
+
+
+@pytest_twisted.inlineCallbacks
 def test_send_without_a_sink_is_a_clear_error_not_a_silent_drop(node):
     s = yield session_for(node, GUEST)
     error = yield failure_of(call(node, s, "talk", value=7))

@@ -12,7 +12,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from hpxd.core import errors
-from hpxd.core.hub import COMMAND, PUSH, HubMessage, LocalClients
+from hpxd.core.hub import COMMAND, PUSH, HubMessage, LocalClients, push_text
 from hpxd.core.interfaces import IHub, IScope, ISessionStore
 from hpxd.core.jsonvalues import dump_json
 from hpxd.core.sessions import Session, new_session_id
@@ -115,15 +115,20 @@ class MemoryHub(LocalClients):
     """One node: every push is a local delivery."""
 
     def broadcast(self, action, data=None, stream=None):
-        self.deliver(HubMessage(PUSH, action, data, stream))
-        return defer.succeed(None)
+        return self._push(action, data, stream)
 
     def send_to_session(self, session_id, action, data=None, stream=None):
-        self.deliver(HubMessage(PUSH, action, data, stream), session_id=session_id)
-        return defer.succeed(None)
+        return self._push(action, data, stream, session_id=session_id)
 
     def send_to_client(self, client_id, action, data=None, stream=None):
-        self.deliver(HubMessage(PUSH, action, data, stream), client_id=client_id)
+        return self._push(action, data, stream, client_id=client_id)
+
+    def _push(self, action, data, stream, session_id=None, client_id=None):
+        try:
+            push_text(action, data, stream)  # what Redis could not carry fails here too
+        except errors.HpxdError as e:
+            return defer.fail(e)
+        self.deliver(HubMessage(PUSH, action, data, stream), session_id, client_id)
         return defer.succeed(None)
 
     def command(self, name):

@@ -36,7 +36,7 @@ from zope.interface import implementer
 
 from hpxd.core import errors
 from hpxd.core.deferreds import deferred
-from hpxd.core.hub import COMMAND, PUSH, HubMessage, LocalClients
+from hpxd.core.hub import COMMAND, PUSH, HubMessage, LocalClients, push_text
 from hpxd.core.interfaces import IHub, IScope, ISessionStore
 from hpxd.core.jsonvalues import dump_json
 from hpxd.core.sessions import Session, new_session_id
@@ -454,24 +454,30 @@ class RedisHub(LocalClients):
         self.channel = f"hpxd:{link.settings['db']}:hub"
         self._bad_versions = set()
 
-    def _publish(self, action, data, stream, session_id=None, client_id=None):
-        message = dump_json({"v": HUB_FORMAT, "node": self.node_id, "action": action,
-                             "data": data, "stream": stream, "session": session_id,
-                             "client": client_id}, "pushed data")
-        return self.link.run("publish", self.channel, message).addCallback(_none)
-
     def broadcast(self, action, data=None, stream=None):
-        self.deliver(HubMessage(PUSH, action, data, stream))
-        return self._publish(action, data, stream)
+        return self._push(action, data, stream)
 
     def send_to_session(self, session_id, action, data=None, stream=None):
-        self.deliver(HubMessage(PUSH, action, data, stream), session_id=session_id)
-        return self._publish(action, data, stream, session_id=session_id)
+        return self._push(action, data, stream, session_id=session_id)
 
     def send_to_client(self, client_id, action, data=None, stream=None):
-        if self.deliver(HubMessage(PUSH, action, data, stream), client_id=client_id):
+        return self._push(action, data, stream, client_id=client_id)
+
+    def _push(self, action, data, stream, session_id=None, client_id=None):
+        """Deliver here at once, then publish to the other nodes (a push to
+        one client that is here is not published). Nothing is delivered
+        anywhere unless the push is JSON."""
+        try:
+            push_text(action, data, stream)
+            text = dump_json({"v": HUB_FORMAT, "node": self.node_id, "action": action,
+                              "data": data, "stream": stream, "session": session_id,
+                              "client": client_id}, "pushed data")
+        except errors.HpxdError as e:
+            return defer.fail(e)
+        here = self.deliver(HubMessage(PUSH, action, data, stream), session_id, client_id)
+        if client_id is not None and here:
             return defer.succeed(None)
-        return self._publish(action, data, stream, client_id=client_id)
+        return self.link.run("publish", self.channel, text).addCallback(_none)
 
     def command(self, name):
         self.deliver(HubMessage(COMMAND, name))  # server commands stay on this node

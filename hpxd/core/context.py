@@ -3,6 +3,7 @@
 from types import MappingProxyType
 
 from hpxd.core import errors
+from hpxd.core.jsonvalues import dump_json
 
 NO_ENVIRON = MappingProxyType({})
 
@@ -70,6 +71,7 @@ class ItemContext:
             door = self.environ.get("door", "this door")
             raise errors.NotStreamable(f"{self.function}: {door} cannot carry values "
                                        "sent with item.send")
+        dump_json(data, "values sent with item.send")  # 413 here, not a broken reply later
         self.sink(self.function or self.item.path, data)
 
     def broadcast(self, action, data=None):

@@ -4,6 +4,9 @@ from dataclasses import dataclass
 
 from twisted.logger import Logger
 
+from hpxd.core import errors
+from hpxd.core.jsonvalues import dump_json
+
 COMMAND, PUSH = "command", "push"
 
 
@@ -19,6 +22,15 @@ class HubMessage:
     action: str
     data: object = None
     stream: object = None
+
+
+def push_text(action, data, stream):
+    """A push as JSON text, checked before anything is delivered on any
+    backend: BadArguments (413) unless ``action`` is a string and ``data``
+    and ``stream`` are JSON."""
+    if not isinstance(action, str):
+        raise errors.BadArguments(f"a push's action must be a string, not {action!r}")
+    return dump_json({"action": action, "data": data, "stream": stream}, "pushed data")
 
 
 class LocalClients:
