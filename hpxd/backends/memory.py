@@ -114,15 +114,6 @@ class MemoryScope:
 class MemoryHub(LocalClients):
     """One node: every push is a local delivery."""
 
-    def broadcast(self, action, data=None, stream=None):
-        return self._push(action, data, stream)
-
-    def send_to_session(self, session_id, action, data=None, stream=None):
-        return self._push(action, data, stream, session_id=session_id)
-
-    def send_to_client(self, client_id, action, data=None, stream=None):
-        return self._push(action, data, stream, client_id=client_id)
-
     def _push(self, action, data, stream, session_id=None, client_id=None):
         try:
             push_text(action, data, stream)  # what Redis could not carry fails here too

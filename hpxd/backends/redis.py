@@ -454,15 +454,6 @@ class RedisHub(LocalClients):
         self.channel = f"hpxd:{link.settings['db']}:hub"
         self._bad_versions = set()
 
-    def broadcast(self, action, data=None, stream=None):
-        return self._push(action, data, stream)
-
-    def send_to_session(self, session_id, action, data=None, stream=None):
-        return self._push(action, data, stream, session_id=session_id)
-
-    def send_to_client(self, client_id, action, data=None, stream=None):
-        return self._push(action, data, stream, client_id=client_id)
-
     def _push(self, action, data, stream, session_id=None, client_id=None):
         """Deliver here at once, then publish to the other nodes (a push to
         one client that is here is not published). Nothing is delivered

@@ -34,7 +34,9 @@ def push_text(action, data, stream):
 
 
 class LocalClients:
-    """The clients connected to this node, by client id and by session."""
+    """The clients connected to this node, by client id and by session, and
+    the IHub push methods every backend shares: a backend's ``_push(action,
+    data, stream, session_id, client_id)`` decides how far a push goes."""
 
     log = Logger()
 
@@ -65,3 +67,15 @@ class LocalClients:
                 self.log.failure("delivering {action!r} to client {client}",
                                  action=message.action, client=client.client_id)
         return len(targets)
+
+    def broadcast(self, action, data=None, stream=None):
+        return self._push(action, data, stream)
+
+    def send_to_session(self, session_id, action, data=None, stream=None):
+        return self._push(action, data, stream, session_id=session_id)
+
+    def send_to_client(self, client_id, action, data=None, stream=None):
+        return self._push(action, data, stream, client_id=client_id)
+
+    def _push(self, action, data, stream, session_id=None, client_id=None):
+        raise NotImplementedError
