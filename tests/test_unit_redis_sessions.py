@@ -133,3 +133,17 @@ async def test_an_idle_connection_is_never_dropped():
     link._watch()
     assert not connection.transport.disconnecting
     _lose(connection)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_reply_marks_redis_reachable_again():
+    """Marked down by a command that failed on one connection, the link is
+    up again with the next reply on a connection that stayed live (no new
+    connection is made that would say so)."""
+    link = _link()
+    connection = await _connect(link)
+    link.mark(False, "a command failed on another connection")
+    d = link.run("get", "k")
+    connection.dataReceived(b"$1\r\na\r\n")
+    assert d.result == "a"
+    assert link.up is True

@@ -253,6 +253,8 @@ class RedisLink(service.Service):
         connection.last_progress = self.reactor.seconds()
         if isinstance(result, Failure) and result.check(txredisapi.ConnectionError):
             raise self._unavailable(result.value)  # TimeoutError is one too
+        if not self.up:  # a reply: Redis is back, even if no connection was new
+            self.mark(True)
         return result
 
     def _watch(self):
