@@ -6,8 +6,9 @@ Keys (``<db>`` is the Redis database number, channels are not per database):
     hpxd:scope:<key>    scope value JSON
     hpxd:<db>:hub       pub/sub channel of application pushes
 
-Common path cost: one round trip per call (GETEX of the session); a second
-only when the call changed ``session.data``. Server commands never go through
+Common path cost: one command per reactor turn for all the session reads
+of that turn (``READ_SESSIONS``: GETEX per key, in one EVAL); a second only
+when a call changed ``session.data``. Server commands never go through
 Redis: they act on the node that receives them. Every command goes through
 txredisapi's public API (its command methods or ``execute_command``).
 
