@@ -156,8 +156,13 @@ class FrameReceiver(Protocol):
     max_waiting = MAX_QUEUED
     paused = False  # a frame is being answered later
     _reading_paused = False
-    _unframeable = False  # over max_length without a delimiter: read no more
+    _read_no_more = False  # close once the frames before are answered
     _delivering = False
+
+    def __init__(self):
+        self._buffer = bytearray()  # the partial frame after the last delimiter
+        self._scan_from = 0  # where in it the next delimiter search starts
+        self._frames = deque()  # whole frames not yet handed over
 
     def frameReceived(self, frame):
         raise NotImplementedError
@@ -166,7 +171,7 @@ class FrameReceiver(Protocol):
         raise NotImplementedError
 
     def dataReceived(self, data):
-        if self._unframeable:
+        if self._read_no_more:
             return
         if not self._buffer and data.endswith(self.delimiter):
             # The common case: the read holds whole frames and nothing more.
@@ -199,7 +204,7 @@ class FrameReceiver(Protocol):
             buffer.clear()
             self._scan_from = 0
             self._frames.append(None)  # frameTooLong(None), in its turn
-            self._unframeable = True
+            self._read_no_more = True  # the next boundary cannot be found safely
 
     def _deliver(self):
         # A loop, not recursion: resume_frames() called from inside
@@ -221,7 +226,7 @@ class FrameReceiver(Protocol):
                 if self._reading_paused:
                     self._reading_paused = False
                     self.transport.resumeProducing()
-                if self._unframeable:
+                if self._read_no_more:
                     self.transport.loseConnection()
         finally:
             self._delivering = False
@@ -234,10 +239,11 @@ class FrameReceiver(Protocol):
         self._deliver()
 
     def drop_frames(self):
-        """Forget every frame not yet handed over, and read no more."""
+        """Forget every frame not yet handed over, read no more, and close
+        once the frame in hand (if any) is answered."""
         self._frames.clear()
         self._buffer.clear()
-        self._unframeable = True
+        self._read_no_more = True
 
     @property
     def frames_waiting(self):
@@ -249,11 +255,9 @@ class HpxProtocol(FrameReceiver):
     log = Logger()
 
     def __init__(self):
+        super().__init__()
         self.client_id = secrets.token_hex(16)
         self.session_id = None
-        self._buffer = bytearray()
-        self._scan_from = 0
-        self._frames = deque()
         self._answering = False  # between a frame and its reply
         self._gone = False  # the client hung up
         self._hung_up = False  # we hung up (timeout): write nothing more
@@ -299,7 +303,7 @@ class HpxProtocol(FrameReceiver):
 
     def connectionLost(self, reason):
         # Calls the client queued are dropped, not run; a call list being
-        # answered stops after the call in hand (see _went_on).
+        # answered stops after the call in hand (see _run_calls).
         self._gone = True
         self.drop_frames()
         if self._idle_timer is not None and self._idle_timer.active():
