@@ -86,7 +86,8 @@ class Dispatcher:
                 self._done()
                 raise self._mapped(e, function) from None
             return defer.ensureDeferred(self._finish(session, function, None, e, before))
-        if before is None and not session.data and not _awaitable(result):
+        if before is None and not session.data and (type(result) in PLAIN
+                                                     or not _awaitable(result)):
             self._done()
             return result
         return defer.ensureDeferred(self._finish(session, function, result, None, before))

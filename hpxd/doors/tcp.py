@@ -392,7 +392,8 @@ class HpxProtocol(FrameReceiver):
                 self._write(message)
         if self._closing:
             self.transport.loseConnection()
-        self.factory.check_drained()
+        if self.factory.drain_waiters:
+            self.factory.check_drained()
 
     def _replied_later(self, reply):
         self._touch()  # after a wait, idle time counts from the reply
@@ -470,13 +471,19 @@ class HpxProtocol(FrameReceiver):
         session = sessions.get_now(session_id)
         if session is None:  # the store must ask elsewhere
             return sessions.get(session_id).addCallback(self._then, then, args)
-        return self._then(session, then, args)
+        if session_id != self.session_id:
+            self._bind(session)
+        return then(session, *args)
 
     def _then(self, session, then, args):
         if session.id != self.session_id:
-            self.session_id = session.id
-            self._cancel_handshake_timer()
+            self._bind(session)
         return then(session, *args)
+
+    def _bind(self, session):
+        """This connection now uses ``session``: pushes to it reach us."""
+        self.session_id = session.id
+        self._cancel_handshake_timer()
 
     def _run_calls(self, session, calls, results=None, start=0):
         """Run ``calls[start:]`` in order; the reply, or a Deferred of it at
@@ -485,36 +492,34 @@ class HpxProtocol(FrameReceiver):
             return NO_REPLY  # the client left: run none of its calls
         if results is None:
             results = []
+        call_now = self.factory.node.dispatcher.call_now
+        environ = self._environ or self._make_environ()
         for index in range(start, len(calls)):
-            entry = self._call(session, calls[index])
-            if type(entry) is Deferred:
-                return entry.addCallback(self._went_on, session, calls, results, index)
-            results.append(entry)
+            call = calls[index]
+            # The call's other keys are its arguments: take "fname" out of
+            # the dict (parsed for this message alone) instead of copying it.
+            fname = call.pop("fname", None) if type(call) is dict else None
+            if type(fname) is not str:
+                results.append(bad_call(fname))
+                continue
+            try:
+                args = call.pop(POSITIONAL, NO_ARGS)
+                if type(args) is not list and args is not NO_ARGS:
+                    raise errors.BadArguments(f'{fname}: "{POSITIONAL}" must be a list')
+                result = call_now(session, fname, args, call, environ, self._send)
+            except errors.HpxdError as e:
+                results.append(error_entry(fname, e))
+                continue
+            if type(result) is Deferred:  # it must wait: the rest go on once it answers
+                return result.addCallbacks(self._entry, self._failed_entry, (fname,), None,
+                                           (fname,)).addCallback(
+                    self._went_on, session, calls, results, index)
+            results.append({"fname": fname, "data": result})
         return {"session": session.id, "name": self.factory.node.name, "data": results}
 
     def _went_on(self, entry, session, calls, results, index):
         results.append(entry)
         return self._run_calls(session, calls, results, index + 1)
-
-    def _call(self, session, call):
-        """One call's reply entry, or a Deferred of it."""
-        # The call's other keys are its arguments: take "fname" out of the
-        # dict (parsed for this message alone) instead of copying it.
-        fname = call.pop("fname", None) if type(call) is dict else None
-        if type(fname) is not str:
-            return bad_call(fname)
-        try:
-            args = call.pop(POSITIONAL, NO_ARGS)
-            if type(args) is not list and args is not NO_ARGS:
-                raise errors.BadArguments(f'{fname}: "{POSITIONAL}" must be a list')
-            result = self.factory.node.dispatcher.call_now(
-                session, fname, args, call, self._environ or self._make_environ(), self._send)
-        except errors.HpxdError as e:
-            return error_entry(fname, e)
-        if type(result) is Deferred:
-            return result.addCallbacks(self._entry, self._failed_entry,
-                                       (fname,), None, (fname,))
-        return {"fname": fname, "data": result}
 
     @staticmethod
     def _entry(result, fname):
@@ -569,9 +574,7 @@ class HpxProtocol(FrameReceiver):
         return d.addCallbacks(self._handshaken, self._login_refused)
 
     def _handshaken(self, session):
-        return self._then(session, self._authenticated_reply, ())
-
-    def _authenticated_reply(self, session):
+        self._bind(session)
         return self._envelope("Authenticated", session.id)
 
     def _login_refused(self, failure):
@@ -631,7 +634,7 @@ class HpxFactory(Factory):
         self.clock = clock
         self.connections = set()
         self._all_closed = []
-        self._drained = []
+        self.drain_waiters = []  # drain() Deferreds: fired once every connection is idle
 
     def connection_lost(self, protocol):
         self.connections.discard(protocol)
@@ -659,13 +662,13 @@ class HpxFactory(Factory):
 
     def drain(self):
         """Fire once no connection has a message in hand or waiting."""
-        d = _waiter(self._drained)
+        d = _waiter(self.drain_waiters)
         self.check_drained()
         return d
 
     def check_drained(self):
-        if self._drained and all(p.idle for p in self.connections):
-            _fire(self._drained)
+        if self.drain_waiters and all(p.idle for p in self.connections):
+            _fire(self.drain_waiters)
 
 
 def _waiter(waiting):
