@@ -1,8 +1,4 @@
-"""hpxd/core/passwords.py and ``python -m hpxd.passwd``."""
-
-import os
-import subprocess
-import sys
+"""hpxd/core/passwords.py (``python -m hpxd.passwd``: tests/test_passwd_cli.py)."""
 
 import pytest
 import pytest_twisted
@@ -10,7 +6,6 @@ import pytest_twisted
 from hpxd.core import passwords
 from hpxd.core.passwords import DUMMY_HASH, hash_password, parse_hash, verify_password
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PASSWORD = "correct horse battery staple"
 HASH = hash_password(PASSWORD)  # the real cost, once per module
 
@@ -76,39 +71,3 @@ def test_verify_in_thread():
     bad = yield passwords.verify_in_thread("nope", hash_password("x", log2_n=10))
     assert ok is True and bad is False
 
-
-def _passwd(args, stdin=None):
-    env = dict(os.environ, PYTHONPATH=REPO)
-    return subprocess.Popen([sys.executable, "-m", "hpxd.passwd", *args], env=env,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE), stdin
-
-
-def test_passwd_command():
-    runs = {
-        "argv": _passwd(["s3cret arg"]),
-        "stdin": _passwd([], b"s3cret stdin\n"),
-        "empty argv": _passwd([""]),
-        "empty stdin": _passwd([], b"\n"),
-    }
-    results = {}
-    for name, (proc, stdin) in runs.items():
-        out, err = proc.communicate(stdin, timeout=60)
-        results[name] = (proc.returncode, out.decode(), err.decode())
-
-    hashes = {}
-    for name, password in (("argv", "s3cret arg"), ("stdin", "s3cret stdin")):
-        code, out, err = results[name]
-        assert code == 0, (name, err)
-        last = out.strip().splitlines()[-1]
-        parse_hash(last)
-        assert verify_password(password, last), name
-        assert password not in out
-        hashes[name] = last
-    assert not verify_password("s3cret arg!", hashes["argv"])
-
-    for name in ("empty argv", "empty stdin"):
-        code, out, err = results[name]
-        assert code != 0, name
-        assert out.strip() == "", name
-        assert "empty password" in err, name
