@@ -12,6 +12,7 @@ import atexit
 import gc
 import importlib
 import os
+import signal
 import sys
 
 from twisted.application import service
@@ -19,6 +20,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from hpxd import backends, doors
+from hpxd import config as configmod
 from hpxd.core import control
 from hpxd.core.app import Task
 from hpxd.core.auth import Authenticator
@@ -38,10 +40,32 @@ def load_task(module_name):
     return task
 
 
+# What a reload applies besides [auth], [[users]] and [roles.*]; any other
+# key that changed is named in the log as waiting for the next start.
+RELOADED = {("server", "shutdown_timeout"), ("tcp", "max_message_bytes"),
+            ("tcp", "handshake_timeout"), ("tcp", "idle_timeout")}
+
+
+def needs_restart(old, new):
+    """The keys that differ between two configs but a reload does not apply."""
+    changed = []
+    for section in configmod.SCHEMA:
+        if section == "auth":
+            continue
+        before, after = vars(getattr(old, section)), vars(getattr(new, section))
+        changed += [f"{section}.{key}" for key, value in after.items()
+                    if before.get(key) != value and (section, key) not in RELOADED]
+    return changed
+
+
+def _authenticator(config, reactor):
+    return Authenticator(config.roles, config.users, config.auth.guest_allowed,
+                         config.auth.guest_role, config.auth.failed_login_delay, reactor)
+
+
 def build_node(config, task, reactor):
     backend = backends.build(config, reactor)
-    auth = Authenticator(config.roles, config.users, config.auth.guest_allowed,
-                         config.auth.guest_role, config.auth.failed_login_delay, reactor)
+    auth = _authenticator(config, reactor)
     records = RecordStore(open_pool(config.database_url))
     node = Node(config.server.name, task, auth, backend.sessions, backend.scope, backend.hub,
                 records)
@@ -55,7 +79,8 @@ class HpxdService(service.MultiService):
 
     log = Logger()
 
-    def __init__(self, config, task, reactor=None, exit=None):
+    def __init__(self, config, task, reactor=None, exit=None, config_path=None,
+                 reload_on_sighup=False):
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor
@@ -69,6 +94,9 @@ class HpxdService(service.MultiService):
         self.doors = doors.build(self.node, config, reactor)
         for door in self.doors:
             door.setServiceParent(self)
+        self.config_path = config_path  # absolute; None: the built-in defaults
+        self.reload_on_sighup = reload_on_sighup
+        self._previous_sighup = None
         self.ready = None
         self._listening = None
         self._quitting = None
@@ -87,11 +115,28 @@ class HpxdService(service.MultiService):
     def startService(self):
         super().startService()
         self._listen()  # started without privilegedStartService (tests)
+        if self.reload_on_sighup:
+            self._previous_sighup = signal.signal(signal.SIGHUP, self._sighup)
         self.ready = defer.ensureDeferred(self._start())
 
-    async def _start(self):
+    def _sighup(self, signum, frame):
+        # A signal handler runs between two bytecodes of whatever the reactor
+        # was doing: hand the reload to the reactor's loop.
+        self.reactor.callFromThread(self.reload)
+
+    async def _prepare_database(self):
         try:
             await self.node.records.prepare(self.node.task.items())
+        except Exception as e:
+            raise RuntimeError(f"cannot open the database {self.config.database_url} ({e}); "
+                               "its directory and file must be writable by the user hpxd "
+                               "runs as") from None
+
+    async def _start(self):
+        for line in configmod.unknown_privilege_items(self.config, self.node.task):
+            self.log.warn("config: {line}", line=line)
+        try:
+            await self._prepare_database()
             if self.backend.ready is not None:
                 await self.backend.ready()
             await self._listening
@@ -153,7 +198,44 @@ class HpxdService(service.MultiService):
 
     def stopService(self):
         """twistd's stop (SIGTERM, Ctrl-C): the quit sequence, then the services."""
+        if self._previous_sighup is not None:
+            signal.signal(signal.SIGHUP, self._previous_sighup)
+            self._previous_sighup = None
         return defer.ensureDeferred(self._stop())
+
+    # -- reload (SIGHUP) -------------------------------------------------------
+
+    def reload(self):
+        """Read the config file again; apply it if it is valid, else keep the
+        old one. Connections, sessions and calls in flight are untouched.
+        Returns True when the new config was applied."""
+        from hpxd.tap import check_endpoint
+        where = self.config_path or "<built-in defaults>"
+        try:
+            new = configmod.load(self.config_path, check_endpoint)
+            new.resolve_paths()
+        except configmod.ConfigError as e:
+            self.log.error("reload refused, still running on the old config: {error}", error=e)
+            return False
+        later = needs_restart(self.config, new)
+        self._apply(new)
+        self.log.info("reloaded {where}: users, roles, [auth], [tcp] limits and "
+                      "shutdown_timeout applied{later}", where=where,
+                      later=f"; these take effect at the next start: {', '.join(later)}"
+                      if later else "")
+        for line in configmod.unknown_privilege_items(new, self.node.task):
+            self.log.warn("config: {line}", line=line)
+        return True
+
+    def _apply(self, new):
+        old = self.config
+        old.roles, old.users, old.auth = new.roles, new.users, new.auth
+        old.server.shutdown_timeout = new.server.shutdown_timeout
+        # The door reads its section's limits from this same object.
+        for key, value in vars(new.tcp).items():
+            if key != "listen":
+                setattr(old.tcp, key, value)
+        self.node.reconfigure(_authenticator(new, self.reactor))
 
 
 def _all(deferreds):

@@ -1,10 +1,14 @@
-"""twistd plugin body: ``twistd -n hpxd [--config FILE]``."""
+"""twistd plugin body: ``twistd -n hpxd [--config FILE] [--check | --print-config]``."""
 
 import os
+import platform
+import pwd
 import sys
+from importlib import resources
 
 from twisted.python import usage
 
+import hpxd
 from hpxd import config as configmod
 
 
@@ -13,25 +17,71 @@ def check_endpoint(description):
     endpoints.serverFromString(reactor, description)
 
 
+def default_config_text():
+    """The documented default configuration (config/hpxd.toml, shipped in the package)."""
+    return resources.files("hpxd").joinpath("hpxd.toml").read_text(encoding="utf-8")
+
+
 class Options(usage.Options):
-    synopsis = "[--config FILE]"
-    longdesc = ("Run hpxd. Without --config it runs on the built-in defaults, "
-                "the same as config/hpxd.toml.")
+    synopsis = "[--config FILE] [--check | --print-config | --version]"
+    longdesc = ("Run hpxd. Without --config it runs on the built-in defaults, which "
+                "--print-config prints (every key, commented).")
     optParameters = [["config", "c", None, "Path of the TOML configuration file."]]
+    optFlags = [
+        ["check", None, "Validate the configuration and import the app, then exit: "
+                        "0 when good, 2 with one line naming the problem."],
+        ["print-config", None, "Print the default configuration and exit."],
+    ]
+
+    def opt_version(self):
+        """Print hpxd's version (and Twisted's and Python's) and exit."""
+        from twisted import copyright
+        print(f"hpxd {hpxd.__version__} (Twisted {copyright.version}, "
+              f"Python {platform.python_version()})")
+        sys.exit(0)
 
     def postOptions(self):
         # A sysadmin's mistake gets one line and a non-zero exit, no traceback
         # and no usage screen (which is what twistd does with a UsageError).
+        if self["print-config"]:
+            sys.stdout.write(default_config_text())
+            sys.exit(0)
         from hpxd.service import load_task
+        if self["config"]:
+            # twistd --rundir changes directory later; a reload reads it again.
+            self["config"] = os.path.abspath(self["config"])
         try:
             self.config = configmod.load(self["config"], check_endpoint)
             self.config.resolve_paths()
             self.task = _load(self.config, load_task)
-            os.makedirs(self.config.server.data_dir, exist_ok=True)
         except configmod.ConfigError as e:
             _fail(f"hpxd: config error: {e}")
+        if self["check"]:
+            _report_check(self.config, self.task)
+        self._make_data_dir()
+
+    def _make_data_dir(self):
+        """Create ``data_dir`` now, as the user twistd will run as (-u/-g):
+        the database is opened after twistd drops root's privileges."""
+        path = self.config.server.data_dir
+        try:
+            os.makedirs(path, exist_ok=True)
+            uid, gid = _target_user(self.parent)
+            if uid is not None and os.geteuid() == 0:
+                os.chown(path, uid, gid)
         except OSError as e:
-            _fail(f"hpxd: config error: {self.config.path}: server.data_dir: {e}")
+            _fail(f"hpxd: config error: {self.config.path}: server.data_dir: cannot prepare "
+                  f"{path!r} ({e.strerror})")
+
+
+def _target_user(parent):
+    """The uid and gid twistd switches to after listening, or (None, None)."""
+    if parent is None:
+        return None, None
+    uid, gid = parent.get("uid"), parent.get("gid")
+    if uid is not None and gid is None:
+        gid = pwd.getpwuid(uid).pw_gid  # what twistd itself does
+    return uid, gid
 
 
 def _load(config, load_task):
@@ -41,6 +91,16 @@ def _load(config, load_task):
         raise configmod.ConfigError(config.path, "app.module", str(e)) from None
 
 
+def _report_check(config, task):
+    """``--check``: warnings on stderr, one summary line, exit 0 (errors exit 2 before)."""
+    for line in configmod.unknown_privilege_items(config, task):
+        print(f"hpxd: warning: {line}", file=sys.stderr)
+    listeners = [*config.tcp.listen, *config.web.listen]
+    print(f"hpxd: {config.path}: configuration OK (app {config.app.module!r}, "
+          f"backend {config.backend.kind}, listeners: {', '.join(listeners) or 'none'})")
+    sys.exit(0)
+
+
 def _fail(line):
     print(line, file=sys.stderr)
     sys.exit(2)
@@ -48,4 +108,5 @@ def _fail(line):
 
 def makeService(options):
     from hpxd.service import HpxdService
-    return HpxdService(options.config, options.task)
+    return HpxdService(options.config, options.task, config_path=options["config"],
+                       reload_on_sighup=True)

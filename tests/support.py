@@ -75,7 +75,8 @@ class RawClient:
 class Daemon:
     """A real ``twistd -n hpxd`` process on a config written for the test."""
 
-    def __init__(self, tmp_path, config_text="", name="hpxd"):
+    def __init__(self, tmp_path, config_text="", name="hpxd", twistd_args=()):
+        self.twistd_args = list(twistd_args)  # before the "hpxd" subcommand, e.g. -u/-g
         self.dir = Path(tmp_path) / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.config = self.dir / "hpxd.toml"
@@ -88,8 +89,8 @@ class Daemon:
         env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self._log = open(self.logfile, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=", "hpxd",
-             "--config", str(self.config)],
+            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
+             *self.twistd_args, "hpxd", "--config", str(self.config)],
             cwd=self.dir, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -33,6 +33,12 @@ class Node:
         self.control = ServerControl(self)
         self.stopper = None
 
+    def reconfigure(self, auth):
+        """New users, roles and guest policy (a reload): calls from now on
+        are authorised, and logins checked, against ``auth``."""
+        self.auth = auth
+        self.login = Login(auth, self.sessions)
+
     def stop(self, status=0, command=None):
         if self.stopper is None:  # no service tree (unit tests): no doors to wait for
             self.dispatcher.accepting = False

@@ -1,0 +1,174 @@
+"""What a sysadmin does with twistd: check, print and reload the config, run
+as an unprivileged user. Real twistd processes (issue 12, part A)."""
+
+import os
+import pwd
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+import hpxd
+from hpxd.core.passwords import hash_password
+from tests.support import REPO, Daemon, RawClient, tcp_config
+
+TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+          "-n", "--pidfile=", "hpxd"]
+ENV = dict(os.environ, PYTHONPATH=str(REPO))
+FAST_LOGIN = "[auth]\nfailed_login_delay = 0.05\n"
+
+
+def twistd(*args, cwd):
+    proc = subprocess.run(TWISTD + list(args), cwd=cwd, env=ENV, capture_output=True,
+                          text=True, timeout=60)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def wait_for(predicate, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} not reached within {timeout} s"
+        time.sleep(0.05)
+
+
+# -- --print-config, --version, --check (A8) -------------------------------------
+
+def test_print_config_prints_the_documented_defaults(tmp_path):
+    status, out, err = twistd("--print-config", cwd=tmp_path)
+    assert (status, err) == (0, "")
+    assert out == (REPO / "config" / "hpxd.toml").read_text()
+    assert not (tmp_path / "hpxd-data").exists()
+
+
+def test_version_is_hpxd_s(tmp_path):
+    status, out, _ = twistd("--version", cwd=tmp_path)
+    assert status == 0 and out.startswith(f"hpxd {hpxd.__version__} (Twisted ")
+
+
+def test_check_a_good_file_exits_0_and_starts_nothing(tmp_path):
+    config = tmp_path / "good.toml"
+    config.write_text('[tcp]\nlisten = ["tcp:7:interface=127.0.0.1"]\n')  # port 7: never bound
+    status, out, err = twistd("--config", str(config), "--check", cwd=tmp_path)
+    assert status == 0, err
+    assert "configuration OK" in out and str(config) in out and "hpxd.demo" in out
+    assert not (tmp_path / "hpxd-data").exists()
+
+
+def test_check_a_bad_file_exits_2_with_one_line_naming_the_key(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text("[sessions]\nlifespan_seconds = -5\n")
+    status, out, err = twistd("--config", str(config), "--check", cwd=tmp_path)
+    lines = [line for line in (out + err).splitlines() if line.strip()]
+    assert status == 2
+    assert len(lines) == 1 and "sessions.lifespan_seconds" in lines[0] and "bad.toml" in lines[0]
+
+
+def test_check_warns_about_privileges_for_items_the_app_lacks(tmp_path):
+    config = tmp_path / "typo.toml"
+    config.write_text('[roles.guest]\nprivileges = { "catalgo" = ["view"] }\n')
+    status, out, err = twistd("--config", str(config), "--check", cwd=tmp_path)
+    assert status == 0
+    assert "catalgo" in err and "guest" in err
+
+
+# -- running as another user (A3) --------------------------------------------------
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="twistd -u/-g needs root to switch")
+
+
+@pytest.fixture
+def open_dir():
+    """A directory every user may enter (pytest's tmp_path is root's alone)."""
+    path = Path(tempfile.mkdtemp(prefix="hpxd-uid-"))
+    path.chmod(0o755)
+    yield path
+    subprocess.run(["rm", "-rf", str(path)], check=True)
+
+
+@needs_root
+def test_twistd_u_g_creates_data_dir_for_the_user_it_runs_as(tmp_path, open_dir):
+    nobody = pwd.getpwnam("nobody")
+    data_dir = open_dir / "data"
+    config = tcp_config(f'[server]\ndata_dir = "{data_dir}"\n')
+    daemon = Daemon(tmp_path, config, twistd_args=["-u", "nobody", "-g", str(nobody.pw_gid)])
+    try:
+        daemon.start()
+        assert data_dir.stat().st_uid == nobody.pw_uid
+        assert (data_dir / "hpxd.sqlite3").stat().st_uid == nobody.pw_uid
+        client = RawClient(daemon.tcp_port)
+        client.recv()
+        session = client.call({})["session"]
+        reply = client.call([{"fname": "catalog.list"}], session)
+        assert reply["data"] == [{"fname": "catalog.list", "data": []}]
+        client.close()
+    finally:
+        daemon.stop()
+
+
+@needs_root
+def test_a_database_the_user_cannot_write_is_named_at_start_up(tmp_path, open_dir):
+    data_dir = open_dir / "data"
+    data_dir.mkdir()
+    (data_dir / "hpxd.sqlite3").write_bytes(b"")
+    (data_dir / "hpxd.sqlite3").chmod(0o600)  # root's: nobody cannot open it
+    config = tcp_config(f'[server]\ndata_dir = "{data_dir}"\n')
+    daemon = Daemon(tmp_path, config, twistd_args=["-u", "nobody", "-g", "nogroup"])
+    try:
+        with pytest.raises(RuntimeError, match="exited 1"):
+            daemon.start()
+        [line] = [line for line in daemon.log().splitlines() if "hpxd cannot start" in line]
+        assert str(data_dir / "hpxd.sqlite3") in line and "writable" in line
+    finally:
+        daemon.stop()
+
+
+# -- SIGHUP reloads (A5) ----------------------------------------------------------------
+
+def login(port, user, password):
+    client = RawClient(port)
+    client.recv()
+    reply = client.call({"user": user, "password": password})
+    client.close()
+    return reply
+
+
+def test_sighup_reloads_users_and_keeps_connections_open(daemons):
+    old, new = hash_password("old-secret", log2_n=10), hash_password("new-secret", log2_n=10)
+    daemon = daemons(tcp_config(FAST_LOGIN, users=[("alice", old, "user")]))
+    kept = RawClient(daemon.tcp_port)
+    kept.recv()
+    session = kept.call({})["session"]
+    assert login(daemon.tcp_port, "alice", "old-secret")["data"] == "Authenticated"
+
+    daemon.config.write_text(tcp_config(FAST_LOGIN, users=[("alice", new, "user")]))
+    daemon.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "reloaded" in daemon.log(), what="the reload")
+    assert login(daemon.tcp_port, "alice", "old-secret")["error"]["code"] == 411
+    assert login(daemon.tcp_port, "alice", "new-secret")["data"] == "Authenticated"
+    assert kept.call([{"fname": "add", "a": 1, "b": 2}], session)["data"][0]["data"] == 3
+
+    daemon.config.write_text("[tcp]\nbogus = 1\n")  # invalid: the old config stays
+    daemon.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "reload refused" in daemon.log(), what="the refusal")
+    refusals = [line for line in daemon.log().splitlines() if "reload refused" in line]
+    assert len(refusals) == 1 and "tcp.bogus" in refusals[0]
+    assert daemon.proc.poll() is None
+    assert login(daemon.tcp_port, "alice", "new-secret")["data"] == "Authenticated"
+    assert kept.call([{"fname": "add", "a": 2, "b": 2}], session)["data"][0]["data"] == 4
+    kept.close()
+
+
+def test_sighup_names_keys_that_wait_for_a_restart(daemons):
+    base = '[tcp]\nlisten = ["tcp:0:interface=127.0.0.1"]\n[web]\nlisten = []\n'
+    daemon = daemons(base)
+    daemon.config.write_text(base.replace("[tcp]\n", "[tcp]\nidle_timeout = 60\n")
+                             + '[server]\nname = "renamed"\n')
+    daemon.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "reloaded" in daemon.log(), what="the reload")
+    [line] = [line for line in daemon.log().splitlines() if "reloaded" in line]
+    waiting = line.split("next start:")[-1]
+    assert "server.name" in waiting and "idle_timeout" not in waiting
