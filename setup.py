@@ -8,7 +8,8 @@ setup(
     # twisted.plugins is a namespace folder without __init__.py: list it by hand,
     # find_packages() alone would leave the twistd plugin out.
     packages=find_packages(exclude=["tests*", "bench*"]) + ["twisted.plugins"],
-    package_data={"twisted": ["plugins/hpxd_plugin.py"]},
+    # hpxd/hpxd.toml links to config/hpxd.toml: twistd hpxd --print-config prints it.
+    package_data={"twisted": ["plugins/hpxd_plugin.py"], "hpxd": ["hpxd.toml"]},
     install_requires=[
         "Twisted[tls]>=24.7",
         "autobahn>=24.4",
