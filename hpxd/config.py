@@ -5,6 +5,7 @@ keeps the two identical. ``load(path)`` returns a ``Config`` or raises
 ``ConfigError`` whose text is the one line printed to the sysadmin.
 """
 
+import difflib
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ SCHEMA = {
         "name": (_str, "a string", "hpxd"),
         "data_dir": (_str, "a string", "hpxd-data"),
         "shutdown_timeout": (_non_neg_number, "a number >= 0", 10),
+        "listen_backlog": (_pos_int, "an integer > 0", 1024),
     },
     "tcp": {
         "listen": (_str_list, "a list of endpoint strings", ["tcp:7007:interface=127.0.0.1"]),
@@ -153,6 +155,7 @@ def from_dict(raw, where="<dict>", check_endpoint=None):
     users = _users(raw.get("users", []), roles, where)
     config = Config(path=where, roles=roles, users=users, **sections)
     _cross_checks(config, where, check_endpoint)
+    _default_backlogs(config)
     return config
 
 
@@ -236,17 +239,124 @@ def _cross_checks(config, where, check_endpoint):
     if config.backend.kind == "redis":
         _check_redis_url(config.backend.redis_url, where)
         _check_readable(config.backend.redis_ca_file, "backend.redis_ca_file", where)
-    url = config.database.url
-    if not url.startswith("sqlite://"):
-        raise ConfigError(where, "database.url", f"only sqlite:///PATH is supported, not {url!r}")
+    _check_database_url(config, where)
     for door in ("tcp", "web"):
         for i, desc in enumerate(getattr(config, door).listen):
+            key = f"{door}.listen[{i}]"
             if check_endpoint is not None:
                 try:
                     check_endpoint(desc)
                 except Exception as e:
-                    raise ConfigError(where, f"{door}.listen[{i}]",
-                                      f"bad endpoint {desc!r} ({e})") from None
+                    raise ConfigError(where, key, f"bad endpoint {desc!r} ({e})") from None
+            _check_socket_dir(desc, key, where)
+
+
+def _check_database_url(config, where):
+    # Anything else used to be opened somehow: "sqlite://x.db" or "sqlite:///"
+    # gave SQLite an empty path, a temporary database lost at every restart,
+    # and records.sqlite_path drops a ?query or #fragment without a word.
+    url = config.database.url
+    path = config.database_url[len("sqlite:///"):]
+    if (not url.startswith("sqlite:///") or not path or path.endswith("/")
+            or "?" in path or "#" in path):
+        raise ConfigError(where, "database.url",
+                          "must look like sqlite:///PATH, three slashes and then a relative "
+                          "path or an /absolute one (\"{data_dir}\" allowed), or "
+                          f"sqlite:///:memory:; not {url!r}")
+
+
+def _check_socket_dir(description, key, where):
+    """A unix socket's directory must be there now: otherwise start-up fails
+    later with a line about the socket's .lock file."""
+    kind, args, options = _endpoint(description) or ("", [], {})
+    path = options.get("address", args[0] if args else "")
+    if kind != "unix" or path[:1] in ("", "\0"):  # "\0": Linux's abstract namespace, no file
+        return
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        raise ConfigError(where, key, f"the directory {directory!r} of the unix socket "
+                                      f"{path!r} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigError(where, key, f"the directory {directory!r} of the unix socket "
+                                      f"{path!r} is not writable")
+
+
+def _endpoint(description):
+    """(type, positional arguments, options) as Twisted reads an endpoint
+    string, "haproxy:" unwrapped; None if it ends in a lone backslash."""
+    fields = _fields(description)
+    if fields is None:
+        return None
+    args = [value for name, value in fields if name is None]
+    options = {name: value for name, value in fields if name is not None}
+    if args[:1] == ["haproxy"]:
+        args = args[1:]
+    return (args[0] if args else ""), args[1:], options
+
+
+def _fields(description):
+    """Twisted's strports syntax: ":" separates fields, the first "=" of a
+    field names it, "\\" escapes the next character. [(name or None, value)]."""
+    fields, name, value = [], None, ""
+    chars = iter(description)
+    for c in chars:
+        if c == "\\":
+            c = next(chars, None)
+            if c is None:
+                return None
+            value += c
+        elif c == ":":
+            fields.append((name, value))
+            name, value = None, ""
+        elif c == "=" and name is None:
+            name, value = value, ""
+        else:
+            value += c
+    fields.append((name, value))
+    return fields
+
+
+# Endpoint types whose listen queue length can be set, and how many positional
+# arguments (after the type) reach the backlog: "tcp:7007:127.0.0.1:100" sets
+# it without "backlog=" (Twisted's _parseTCP, _parseUNIX, _parseSSL and the
+# tcp6 parser). "haproxy:" wraps one of these and passes its options on.
+BACKLOG_POSITION = {"tcp": 3, "unix": 3, "ssl": 6, "tcp6": 2}
+
+
+def with_backlog(description, backlog):
+    """``description`` with ":backlog=N" added if its type takes a backlog and
+    it sets none (Twisted's default of 50 drops connections in a burst)."""
+    kind, args, options = _endpoint(description) or ("", [], {})
+    position = BACKLOG_POSITION.get(kind)
+    if position is None or "backlog" in options or len(args) >= position:
+        return description
+    return f"{description}:backlog={backlog}"
+
+
+def _default_backlogs(config):
+    # Here, after the endpoint check, so errors quote the strings as written;
+    # the doors then listen on the rewritten ones.
+    for door in (config.tcp, config.web):
+        door.listen = [with_backlog(d, config.server.listen_backlog) for d in door.listen]
+
+
+def unknown_privilege_items(config, task):
+    """Warnings, one line each, for role privileges naming no item of ``task``:
+    such an entry grants nothing, which is most likely a typo."""
+    known = {item.privilege_key for item in task.items()} | {"*"}
+    lines = []
+    for role in config.roles.values():
+        for name in role.privileges:
+            if name not in known:
+                lines.append(f"roles.{role.name}.privileges: {name!r} is no item of the app "
+                             f"{task.name!r}, so it grants nothing{_did_you_mean(name, known)}")
+    return lines
+
+
+def _did_you_mean(name, known):
+    close = difflib.get_close_matches(name, known, n=1) or [
+        key for key in sorted(known) if key.rpartition(".")[2] == name][:1]
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _check_readable(path, key, where):

@@ -44,9 +44,11 @@ def test_defaults():
     config = load()
     assert config.path == "<built-in defaults>"
     assert config.server.name == "hpxd"
-    assert config.tcp.listen == ["tcp:7007:interface=127.0.0.1"]
+    assert config.server.listen_backlog == 1024
+    # Every listener gets the backlog (see test_backlog_added).
+    assert config.tcp.listen == ["tcp:7007:interface=127.0.0.1:backlog=1024"]
     assert config.tcp.max_message_bytes == 8 * 1024 * 1024
-    assert config.web.listen == ["tcp:7008:interface=127.0.0.1"]
+    assert config.web.listen == ["tcp:7008:interface=127.0.0.1:backlog=1024"]
     assert config.sessions.lifespan_seconds == 1800
     assert config.sessions.connection_grace_seconds == 10
     assert config.backend.kind == "memory"
@@ -291,8 +293,32 @@ def test_redis_url_not_checked_for_memory_backend(tmp_path):
     load(write(tmp_path, '[backend]\nkind = "memory"\nredis_url = "nonsense"\n'))
 
 
-def test_bad_database_url(tmp_path):
-    config_error(tmp_path, '[database]\nurl = "postgres://db/hpxd"\n', "database.url")
+@pytest.mark.parametrize("url", [
+    "postgres://db/hpxd",
+    "sqlite://relative.db",          # two slashes: was a temporary database (issue 12 A2)
+    "sqlite:relative.db",
+    "sqlite:///",                    # no path: a temporary database too
+    "sqlite:///{data_dir}/",         # a directory
+    "sqlite:///hpxd.sqlite3?mode=ro",  # the query would be dropped
+    "sqlite:///hpxd.sqlite3#x",
+    "SQLITE:///hpxd.sqlite3",
+    "",
+])
+def test_bad_database_url(tmp_path, url):
+    error = config_error(tmp_path, f'[database]\nurl = "{url}"\n', "database.url")
+    assert "sqlite:///PATH" in error.problem
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("sqlite:///rel/x.db", "sqlite:///{cwd}/rel/x.db"),
+    ("sqlite:////abs/x.db", "sqlite:////abs/x.db"),
+    ("sqlite:///{data_dir}/x.db", "sqlite:///{cwd}/hpxd-data/x.db"),
+    ("sqlite:///:memory:", "sqlite:///:memory:"),
+])
+def test_good_database_url(tmp_path, url, expected):
+    config = load(write(tmp_path, f'[database]\nurl = "{url}"\n'))
+    config.resolve_paths()
+    assert config.database_url == expected.format(cwd=os.getcwd())
 
 
 @pytest.mark.parametrize("text, key, fragment", [
@@ -332,6 +358,208 @@ def test_unreadable_file_is_a_config_error(tmp_path):
     assert str(tmp_path) in str(info.value)
 
 
+# -- listen backlog (issue 12 A4) ----------------------------------------------
+
+@pytest.mark.parametrize("description, expected", [
+    ("tcp:7007", "tcp:7007:backlog=99"),
+    ("tcp:7007:interface=127.0.0.1", "tcp:7007:interface=127.0.0.1:backlog=99"),
+    ("tcp6:7007:interface=\\:\\:1", "tcp6:7007:interface=\\:\\:1:backlog=99"),
+    ("ssl:7443:privateKey=k.pem:certKey=c.pem",
+     "ssl:7443:privateKey=k.pem:certKey=c.pem:backlog=99"),
+    ("unix:/run/hpxd/hpxd.sock", "unix:/run/hpxd/hpxd.sock:backlog=99"),
+    ("unix:/run/hpxd/hpxd.sock:mode=660", "unix:/run/hpxd/hpxd.sock:mode=660:backlog=99"),
+    ("haproxy:tcp:7007:interface=10.0.0.1", "haproxy:tcp:7007:interface=10.0.0.1:backlog=99"),
+    ("haproxy:unix:/run/h.sock", "haproxy:unix:/run/h.sock:backlog=99"),
+    # Escaped: "backlog=5" is part of the path, not an option.
+    ("unix:/tmp/a\\:backlog=5.sock", "unix:/tmp/a\\:backlog=5.sock:backlog=99"),
+    ("tcp:7007:xbacklog=5", "tcp:7007:xbacklog=5:backlog=99"),
+])
+def test_backlog_added(description, expected):
+    assert configmod.with_backlog(description, 99) == expected
+
+
+@pytest.mark.parametrize("description", [
+    "tcp:7007:backlog=5",
+    "tcp:7007:backlog=5:interface=127.0.0.1",
+    "tcp:7007:127.0.0.1:5",               # backlog given by position
+    "tcp6:7007:5",
+    "ssl:7443:privateKey=k.pem:backlog=5",
+    "ssl:7443:k.pem:c.pem:TLSv1_2_METHOD:0.0.0.0:5",
+    "unix:/run/h.sock:backlog=5",
+    "unix:/run/h.sock:666:5",
+    "haproxy:tcp:7007:backlog=5",
+    "haproxy:tcp:7007:0.0.0.0:5",
+    "systemd:domain=INET:index=0",        # the socket is made by systemd
+    "haproxy:systemd:domain=INET:index=0",
+    "stdio:",
+    "carrierpigeon:7",
+    "TCP:7007",                           # Twisted refuses it; leave its error alone
+    "tcp:7007\\",                         # a lone backslash: ":backlog" would be escaped
+    "",
+])
+def test_backlog_left_alone(description):
+    assert configmod.with_backlog(description, 99) == description
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    """A self-signed key and certificate, so Twisted can parse ssl: strings."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    path = tmp_path_factory.mktemp("tls") / "server.pem"
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption())
+                     + cert.public_bytes(serialization.Encoding.PEM))
+    return str(path)
+
+
+@pytest.mark.parametrize("description, backlog", [
+    ("tcp:0:interface=127.0.0.1", 99),
+    ("tcp:0:backlog=5", 5),
+    ("tcp:0:127.0.0.1:5", 5),
+    ("tcp6:0:interface=\\:\\:1", 99),
+    ("tcp6:0:5", 5),
+    ("ssl:0:privateKey={pem}", 99),
+    ("ssl:0:{pem}:{pem}:TLSv1_2_METHOD:0.0.0.0:5", 5),
+    ("unix:{dir}/a\\:b.sock", 99),
+    ("unix:{dir}/a.sock:666:5", 5),
+    ("haproxy:tcp:0", 99),
+    ("haproxy:unix:{dir}/a.sock:mode=660", 99),
+])
+# The positional ssl: string names a TLS method, which Twisted deprecates.
+@pytest.mark.filterwarnings("ignore:Passing method:DeprecationWarning")
+def test_twisted_reads_the_backlog(tmp_path, tls_files, description, backlog):
+    """What Twisted's own parser makes of the rewritten string."""
+    from twisted.internet import endpoints, reactor
+    description = description.format(pem=tls_files, dir=tmp_path)
+    endpoint = endpoints.serverFromString(reactor, configmod.with_backlog(description, 99))
+    endpoint = getattr(endpoint, "_wrappedEndpoint", endpoint)  # haproxy: the wrapped one
+    assert endpoint._backlog == backlog
+
+
+def test_listen_backlog_default_applied_to_every_listener(tmp_path):
+    config = load(write(tmp_path, f"""
+        [tcp]
+        listen = ["tcp:0:interface=127.0.0.1", "unix:{tmp_path}/h.sock", "tcp:0:backlog=7"]
+        [web]
+        listen = ["tcp:0"]
+    """), check_endpoint)
+    assert config.server.listen_backlog == 1024
+    assert config.tcp.listen == ["tcp:0:interface=127.0.0.1:backlog=1024",
+                                 f"unix:{tmp_path}/h.sock:backlog=1024", "tcp:0:backlog=7"]
+    assert config.web.listen == ["tcp:0:backlog=1024"]
+
+
+def test_listen_backlog_setting(tmp_path):
+    config = load(write(tmp_path, "[server]\nlisten_backlog = 4096\n"))
+    assert config.tcp.listen == ["tcp:7007:interface=127.0.0.1:backlog=4096"]
+    assert config.web.listen == ["tcp:7008:interface=127.0.0.1:backlog=4096"]
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1.5", '"1024"', "true"])
+def test_bad_listen_backlog(tmp_path, value):
+    error = config_error(tmp_path, f"[server]\nlisten_backlog = {value}\n", "server.listen_backlog")
+    assert error.problem.startswith("must be")
+
+
+def test_bad_endpoint_named_as_written(tmp_path):
+    """The endpoint check sees (and names) the string the sysadmin wrote."""
+    error = config_error(tmp_path, '[tcp]\nlisten = ["tcp:notaport"]\n', "tcp.listen[0]",
+                         check=check_endpoint)
+    assert "'tcp:notaport'" in error.problem and "backlog" not in error.problem
+
+
+# -- unix socket directories (issue 12 A7b) --------------------------------------
+
+@pytest.mark.parametrize("text, key", [
+    ('[tcp]\nlisten = ["unix:/nonexistent/dir/x.sock"]\n', "tcp.listen[0]"),
+    ('[tcp]\nlisten = ["tcp:0", "haproxy:unix:/nonexistent/dir/x.sock"]\n', "tcp.listen[1]"),
+    ('[web]\nlisten = ["unix:/nonexistent/dir/x.sock:mode=660"]\n', "web.listen[0]"),
+])
+def test_unix_socket_directory_missing(tmp_path, text, key):
+    error = config_error(tmp_path, text, key, check=check_endpoint)
+    assert "/nonexistent/dir" in error.problem
+    assert "x.sock.lock" not in error.problem
+
+
+def test_unix_socket_directory_is_a_file(tmp_path):
+    (tmp_path / "afile").write_text("")
+    error = config_error(tmp_path, f'[tcp]\nlisten = ["unix:{tmp_path}/afile/x.sock"]\n',
+                         "tcp.listen[0]")
+    assert f"{tmp_path}/afile" in error.problem
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any directory")
+def test_unix_socket_directory_not_writable(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    error = config_error(tmp_path, f'[tcp]\nlisten = ["unix:{locked}/x.sock"]\n',
+                         "tcp.listen[0]")
+    assert str(locked) in error.problem and "writable" in error.problem
+
+
+def test_unix_socket_in_the_abstract_namespace(tmp_path):
+    load(write(tmp_path, '[tcp]\nlisten = ["unix:\\u0000/nonexistent/x:lockfile=0"]\n'),
+         check_endpoint)
+
+
+def test_unix_socket_relative_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    load(write(tmp_path, '[tcp]\nlisten = ["unix:x.sock"]\n'), check_endpoint)
+    config_error(tmp_path, '[tcp]\nlisten = ["unix:nodir/x.sock"]\n', "tcp.listen[0]")
+
+
+# -- privileges for items the app does not have (issue 12 A7a) -------------------
+
+def shop_task():
+    from hpxd.app import Task
+    task = Task("shop")
+    task.item("catalog").item("parts")
+    task.item("orders")
+    return task
+
+
+def roles_config(tmp_path, privileges):
+    text = '[roles.guest]\nprivileges = { "*" = ["view"] }\n'
+    for name, table in privileges.items():
+        entries = ", ".join(f'"{item}" = ["view"]' for item in table)
+        text += f"[roles.{name}]\nprivileges = {{ {entries} }}\n"
+    return load(write(tmp_path, text))
+
+
+def test_known_privilege_items_give_no_warning(tmp_path):
+    config = roles_config(tmp_path, {"x": ["*", "shop", "catalog", "catalog.parts", "orders"]})
+    assert configmod.unknown_privilege_items(config, shop_task()) == []
+
+
+def test_default_config_and_demo_give_no_warning():
+    from hpxd.demo import task
+    assert configmod.unknown_privilege_items(load(), task) == []
+
+
+def test_unknown_privilege_items_named(tmp_path):
+    config = roles_config(tmp_path, {"x": ["*", "catalgo", "catalog"],
+                                     "y": ["parts", "demo"]})
+    lines = configmod.unknown_privilege_items(config, shop_task())
+    assert len(lines) == 3
+    catalgo, parts, demo = lines
+    assert "roles.x" in catalgo and "'catalgo'" in catalgo and "'catalog'" in catalgo
+    # "parts" is only reachable by its dotted path.
+    assert "roles.y" in parts and "'parts'" in parts and "'catalog.parts'" in parts
+    assert "roles.y" in demo and "'demo'" in demo
+    assert all("\n" not in line for line in lines)
+
+
 # -- the same through twistd: one line, non-zero exit ---------------------------
 
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
@@ -344,7 +572,13 @@ def test_twistd_prints_one_line_per_config_error(tmp_path):
         "bad_endpoint.toml": ('[tcp]\nlisten = ["tcp:notaport"]\n', "tcp.listen[0]"),
         "no_app.toml": ('[tcp]\nlisten = []\n[web]\nlisten = []\n'
                         '[app]\nmodule = "no_such_hpxd_app_module"\n', "app.module"),
+        "two_slashes.toml": ('[tcp]\nlisten = []\n[web]\nlisten = []\n'
+                             '[database]\nurl = "sqlite://relative.db"\n', "database.url"),
+        "no_socket_dir.toml": ('[tcp]\nlisten = ["unix:/nonexistent/dir/x.sock"]\n',
+                               "tcp.listen[0]"),
     }
+    # What the line must say, besides the file and the key.
+    plainly = {"two_slashes.toml": "sqlite:///PATH", "no_socket_dir.toml": "'/nonexistent/dir'"}
     env = dict(os.environ, PYTHONPATH=REPO)
     procs = {}
     for name, (text, _) in cases.items():
@@ -353,12 +587,18 @@ def test_twistd_prints_one_line_per_config_error(tmp_path):
         procs[name] = subprocess.Popen(TWISTD + [name], cwd=tmp_path, env=env,
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     for name, proc in procs.items():
-        out, _ = proc.communicate(timeout=60)
+        try:
+            out, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # it started: the config was taken as good
+            proc.kill()
+            out, _ = proc.communicate()
         key = cases[name][1]
         lines = [line for line in out.decode(errors="replace").splitlines() if line.strip()]
         assert proc.returncode != 0, (name, out)
         assert len(lines) == 1, (name, out)
         assert name in lines[0] and key in lines[0], (name, lines)
         assert "Traceback" not in lines[0]
+        assert proc.returncode == 2, (name, out)
+        assert plainly.get(name, "") in lines[0], (name, lines)
     # A config error stops start-up before anything is made.
     assert not (tmp_path / "hpxd-data").exists()
