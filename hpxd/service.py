@@ -150,9 +150,13 @@ class HpxdService(service.MultiService):
         # process: keep it out of the cyclic GC's full collections, which
         # would otherwise walk it again and again under load.
         gc.freeze()
-        self.log.info("hpxd node {name!r} ready (app {app!r}, backend {backend})",
-                      name=self.config.server.name, app=self.config.app.module,
-                      backend=self.config.backend.kind)
+        listening = [f"{door.name} {getattr(a, 'host', a)}:{getattr(a, 'port', '')}"
+                     for door in self.doors for a in door.addresses()]
+        self.log.info("hpxd node {name!r} ready (config {config}, app {app!r}, backend "
+                      "{backend}, listeners: {listening})", name=self.config.server.name,
+                      config=self.config_path or "<built-in defaults>",
+                      app=self.config.app.module, backend=self.config.backend.kind,
+                      listening=", ".join(listening) or "none")
 
     def quit(self, command=control.QUIT):
         """Run the quit sequence once; fire when it is done.

@@ -172,3 +172,44 @@ def test_sighup_names_keys_that_wait_for_a_restart(daemons):
     [line] = [line for line in daemon.log().splitlines() if "reloaded" in line]
     waiting = line.split("next start:")[-1]
     assert "server.name" in waiting and "idle_timeout" not in waiting
+
+
+# -- what the log says (B3) ----------------------------------------------------------------
+
+def test_the_log_has_one_line_per_event_with_its_fields_and_no_secret(daemons):
+    password, wrong = "Zebra-pw-42", "Wrong-pw-17"
+    password_hash = hash_password(password, log2_n=10)
+    daemon = daemons(tcp_config(FAST_LOGIN, users=[("root", password_hash, "admin")]))
+    client = RawClient(daemon.tcp_port)
+    client.recv()
+    peer = "%s:%d" % client.sock.getsockname()
+    session = client.call({})["session"]
+    client.call([{"fname": "add", "a": 1, "b": 1}], session)
+    client.close()
+    wait_for(lambda: f"tcp connection from {peer} closed" in daemon.log(), what="the close line")
+    assert login(daemon.tcp_port, "root", wrong)["error"]["code"] == 411
+    admin = RawClient(daemon.tcp_port)
+    admin.recv()
+    admin_peer = "%s:%d" % admin.sock.getsockname()
+    admin_session = admin.call({"user": "root", "password": password})["session"]
+    admin.send("serverquit", session=admin_session)
+    assert daemon.wait(15) == 0
+    admin.close()
+    log = daemon.log()
+    lines = log.splitlines()
+
+    def only(*parts):
+        found = [line for line in lines if all(part in line for part in parts)]
+        assert len(found) == 1, (parts, found)
+        return found[0]
+    only("tcp connection opened from", peer)
+    closed = only("tcp connection from", peer, "closed")
+    assert "guest" in closed and "2 messages" in closed and " s," in closed
+    only("login for user 'root'", "failed")
+    only("login for user 'root' from", admin_peer)
+    only("serverquit from user 'root'", admin_peer)
+    ready = only("ready")
+    assert "hpxd.demo" in ready and "memory" in ready and "tcp 127.0.0.1:" in ready
+    assert str(daemon.config) in ready
+    for secret in (password, wrong, password_hash, "$scrypt$"):
+        assert secret not in log

@@ -40,7 +40,7 @@ class ServerControl:
             raise errors.PermissionDenied(
                 f"{name}: role {session.role!r} may not send server commands")
 
-    def run(self, session, name):
+    def run(self, session, name, peer=None):
         """Stop the node for ``name`` (requestauth: nothing to do).
 
         The node's stop sequence answers the calls in flight, THEN pushes
@@ -52,8 +52,8 @@ class ServerControl:
             return None
         if self.stopping is not None:
             raise errors.ShuttingDown(f"{name}: this node is already stopping")
-        self.node.log.info("{command} from user {user!r}: stopping this node",
-                           command=name, user=session.user_name)
+        self.node.log.info("{command} from user {user!r} at {peer}: stopping this node",
+                           command=name, user=session.user_name, peer=peer)
         status = 0 if name == QUIT else RESTART_EXIT_STATUS
         self.stopping = self.node.stop(status, name)
         return self.stopping

@@ -268,6 +268,9 @@ class HpxProtocol(FrameReceiver):
         self._last_activity = 0.0
         self._environ = None
         self._asked_session = ""  # the session id of the message being answered
+        self._user = None  # the user of the session in use, for the close line
+        self._messages = 0
+        self._opened = 0.0
 
     # -- connection life -------------------------------------------------
 
@@ -293,6 +296,8 @@ class HpxProtocol(FrameReceiver):
         factory.connections.add(self)
         factory.node.hub.register(self)
         self._touch()
+        self._opened = self._last_activity
+        self.log.info("tcp connection opened from {peer}", peer=self.peer)
         if factory.config.idle_timeout:
             self._idle_timer = factory.clock.callLater(factory.config.idle_timeout,
                                                        self._idle_check)
@@ -312,6 +317,11 @@ class HpxProtocol(FrameReceiver):
         self._cancel_handshake_timer()
         self.factory.node.hub.unregister(self)
         self.factory.connection_lost(self)
+        self.log.info("tcp connection from {peer} closed after {duration:.1f} s, {messages} "
+                      "messages (user {user})", peer=self.peer, messages=self._messages,
+                      duration=self.factory.clock.seconds() - self._opened,
+                      user="none" if self.session_id is None else
+                      repr(self._user) if self._user else "guest")
 
     def _touch(self):
         # Cheaper than moving a timer on every message: the idle timer reads
@@ -365,6 +375,7 @@ class HpxProtocol(FrameReceiver):
 
     def frameReceived(self, frame):
         self._answering = True
+        self._messages += 1
         try:
             reply = self._answer(frame)
         except Exception:
@@ -483,6 +494,7 @@ class HpxProtocol(FrameReceiver):
     def _bind(self, session):
         """This connection now uses ``session``: pushes to it reach us."""
         self.session_id = session.id
+        self._user = session.user_name
         self._cancel_handshake_timer()
 
     def _run_calls(self, session, calls, results=None, start=0):
@@ -592,7 +604,7 @@ class HpxProtocol(FrameReceiver):
         return self._with_session(session_id, self._run_command, name)
 
     def _run_command(self, session, name):
-        self.factory.node.control.run(session, name)
+        self.factory.node.control.run(session, name, self.peer)
         return NO_REPLY  # the command, pushed to every client, is the reply
 
     def _logout(self, session_id):
@@ -600,7 +612,7 @@ class HpxProtocol(FrameReceiver):
 
     def _log_out(self, session):
         d = self.factory.node.login.logout(session, self.peer)
-        self.session_id = None
+        self.session_id = self._user = None
         return d.addCallback(lambda _: self._envelope("Logged out"))
 
     # -- hub client --------------------------------------------------------
