@@ -213,3 +213,32 @@ def test_the_log_has_one_line_per_event_with_its_fields_and_no_secret(daemons):
     assert str(daemon.config) in ready
     for secret in (password, wrong, password_hash, "$scrypt$"):
         assert secret not in log
+
+
+def test_json_log_lines(tmp_path):
+    """--logger=hpxd.logs.json_lines: every line of the log is one JSON event."""
+    import json
+
+    from twisted.logger import eventFromJSON, formatEvent
+    config = tmp_path / "hpxd.toml"
+    config.write_text(tcp_config())
+    proc = subprocess.Popen(TWISTD[:-1] + ["--logger=hpxd.logs.json_lines", "hpxd", "--config",
+                                           str(config)], cwd=tmp_path, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    import threading
+    watchdog = threading.Timer(20, proc.kill)  # never hang on a daemon that does not start
+    watchdog.start()
+    try:
+        events = []
+        for line in proc.stdout:
+            json.loads(line)  # each line, alone, is JSON
+            events.append(eventFromJSON(line))
+            if "ready" in formatEvent(events[-1]):
+                break
+        ready = events[-1]
+        assert ready["log_namespace"] == "hpxd.service.HpxdService"
+        assert "hpxd.demo" in formatEvent(ready)
+    finally:
+        watchdog.cancel()
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
