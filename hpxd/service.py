@@ -68,7 +68,7 @@ def build_node(config, task, reactor):
     auth = _authenticator(config, reactor)
     records = RecordStore(open_pool(config.database_url))
     node = Node(config.server.name, task, auth, backend.sessions, backend.scope, backend.hub,
-                records)
+                records, backend.is_ready)
     return node, backend
 
 

@@ -15,6 +15,7 @@ class Backend:
     hub: object
     services: list = field(default_factory=list)
     ready: object = None  # optional: a callable returning a Deferred, awaited at start
+    is_ready: object = None  # optional: a callable, False while the backend cannot serve
     # Later issues: locks (ILockStore) and sips (ISipStore) join here.
 
 

@@ -201,11 +201,11 @@ class RedisLink(service.Service):
         self.subscribed = subscribed
         self._check_ready()
 
-    def _is_ready(self):
+    def is_ready(self):
         return self.up and (self.subscribers is None or self.subscribed)
 
     def _check_ready(self):
-        if self._is_ready():
+        if self.is_ready():
             waiting, self._waiting = self._waiting, []
             for d in waiting:
                 d.callback(None)
@@ -214,7 +214,7 @@ class RedisLink(service.Service):
         """Fire once connected and subscribed to the hub channel, or after
         ``timeout`` anyway (the node starts without Redis and recovers when
         it comes)."""
-        if self._is_ready():
+        if self.is_ready():
             return defer.succeed(None)
         d = defer.Deferred()
         self._waiting.append(d)
@@ -503,4 +503,5 @@ def build(config, reactor):
     hub = RedisHub(link)
     link.subscriber_factory(hub)
     return Backend(RedisSessionStore(link, config.sessions.lifespan_seconds), RedisScope(link),
-                   hub, [link], ready=lambda: link.ready(b.redis_connect_timeout or 5))
+                   hub, [link], ready=lambda: link.ready(b.redis_connect_timeout or 5),
+                   is_ready=link.is_ready)

@@ -20,7 +20,8 @@ class Node:
 
     log = Logger()
 
-    def __init__(self, name, task, auth, sessions, scope, hub, records=None):
+    def __init__(self, name, task, auth, sessions, scope, hub, records=None,
+                 backend_ready=None):
         self.name = name
         self.task = task
         self.auth = auth
@@ -28,6 +29,7 @@ class Node:
         self.scope = scope
         self.hub = hub
         self.records = records
+        self.backend_ready = backend_ready or (lambda: True)  # see hpxd.core.health
         self.login = Login(auth, sessions)
         self.dispatcher = Dispatcher(self)
         self.control = ServerControl(self)

@@ -58,6 +58,10 @@ class RecordStore:
             self._tables[item.path] = RecordTable(self.pool, item)
         return self._tables[item.path]
 
+    def ping(self):
+        """A Deferred firing when the database answers a trivial query."""
+        return self.pool.runQuery("SELECT 1")
+
     def close(self):
         self.pool.close()
 

@@ -14,6 +14,15 @@ from hpxd.core.interfaces import IDoor
 
 DOORS = {
     "tcp": "hpxd.doors.tcp.TcpDoor",
+    "web": "hpxd.doors.web.WebDoor",
+}
+
+# The web door's resources: top-level path segment -> the import path of a
+# factory ``(node, web section, reactor)`` returning a twisted.web resource.
+# A web resource (/ws, /api, /ajax, /forms, /metrics ...) joins here.
+WEB_RESOURCES = {
+    "healthz": "hpxd.doors.web.health.Healthz",
+    "readyz": "hpxd.doors.web.health.Readyz",
 }
 
 

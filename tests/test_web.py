@@ -1,0 +1,196 @@
+"""The web listener (one twisted.web Site, resources from the registry) and
+its /healthz and /readyz checks, in process on real sockets."""
+
+import json
+import socket
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, task
+from twisted.web.client import Agent, readBody
+from twisted.web.http_headers import Headers
+from zope.interface.verify import verifyObject
+
+from hpxd import config as configmod
+from hpxd.app import Task
+from hpxd.core.interfaces import IDoor
+from hpxd.service import HpxdService
+
+# Twisted's HTTP client (used here to ask) warns about its own transport.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Using readBody with a transport that does not have an abortConnection method")
+
+
+def make_app(pending):
+    app = Task("web")
+
+    @app.function
+    def block(item):
+        d = defer.Deferred()
+        pending.append(d)
+        return d
+
+    return app
+
+
+class Web:
+    def __init__(self, service, pending):
+        self.service, self.pending = service, pending
+        [door] = service.doors
+        self.port = door.addresses()[0].port
+
+    async def get(self, path, method=b"GET"):
+        from twisted.internet import reactor
+        response = await Agent(reactor).request(
+            method, f"http://127.0.0.1:{self.port}{path}".encode(), Headers({}))
+        body = await readBody(response)
+        return response, json.loads(body) if body else None
+
+
+async def start(tmp_path, backend=None):
+    from twisted.internet import reactor
+    raw = {"server": {"data_dir": str(tmp_path), "shutdown_timeout": 2},
+           "tcp": {"listen": []}, "web": {"listen": ["tcp:0:interface=127.0.0.1"]},
+           "backend": backend or {"kind": "memory"}}
+    config = configmod.from_dict(raw)
+    config.resolve_paths()
+    pending, exits = [], []
+    service = HpxdService(config, make_app(pending), reactor,
+                          exit=lambda reactor, status: exits.append(status))
+    service.privilegedStartService()
+    service.startService()
+    await service.ready
+    assert exits == []
+    return Web(service, pending)
+
+
+async def stop(web):
+    for d in web.pending:
+        if not d.called:
+            d.callback(None)
+    await web.service.stopService()
+
+
+def sleep(seconds):
+    from twisted.internet import reactor
+    return task.deferLater(reactor, seconds, lambda: None)
+
+
+@pytest_twisted.async_yield_fixture
+async def web(tmp_path):
+    w = await start(tmp_path)
+    yield w
+    await stop(w)
+
+
+def test_the_web_door_keeps_the_door_contract(tmp_path):
+    from twisted.internet.task import Clock
+    raw = {"server": {"data_dir": str(tmp_path)}, "tcp": {"listen": []},
+           "web": {"listen": ["tcp:0:interface=127.0.0.1"]}}
+    config = configmod.from_dict(raw)
+    config.resolve_paths()
+    service = HpxdService(config, make_app([]), Clock())
+    assert [door.name for door in service.doors] == ["web"]
+    assert verifyObject(IDoor, service.doors[0])
+    service.node.records.close()
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("path", ["/", "/nope", "/healthz/extra/x", "/ws"])
+async def test_a_path_nobody_serves_is_a_json_404(web, path):
+    response, body = await web.get(path)
+    if path.startswith("/healthz/"):  # a leaf answers for everything below it
+        assert response.code == 200
+        return
+    assert response.code == 404
+    assert response.headers.getRawHeaders(b"content-type") == [b"application/json"]
+    assert body == {"error": f"no such path {path!r}", "code": 404}
+
+
+@pytest_twisted.ensureDeferred
+async def test_healthz(web):
+    response, body = await web.get("/healthz")
+    assert (response.code, body) == (200, {"status": "live"})
+
+
+@pytest_twisted.ensureDeferred
+async def test_other_methods_get_a_json_error_naming_the_method(web):
+    response, body = await web.get("/healthz", method=b"POST")
+    assert response.code == 400
+    assert response.headers.getRawHeaders(b"allow") == [b"GET, HEAD"]
+    assert body["code"] == 403 and "POST" in body["error"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_readyz_is_503_while_draining(web):
+    response, body = await web.get("/readyz")
+    assert (response.code, body) == (200, {"status": "ready", "checks": {
+        "accepting": True, "backend": True, "database": True}})
+    node = web.service.node
+    session = await node.sessions.create({"user_name": None, "role": "guest"})
+    running = node.dispatcher.call(session, "block")
+    drained = node.dispatcher.drain()  # what a quit does first
+    response, body = await web.get("/readyz")
+    assert response.code == 503
+    assert body["status"] == "not ready" and body["checks"]["accepting"] is False
+    web.pending[0].callback("done")
+    assert (await running) == "done"
+    await drained
+
+
+@pytest_twisted.ensureDeferred
+async def test_readyz_is_503_while_redis_is_down_and_200_after(tmp_path, redis_server):
+    web = await start(tmp_path, {"kind": "redis", "redis_url": redis_server.url})
+    try:
+        assert (await web.get("/readyz"))[0].code == 200
+        redis_server.stop()
+        for _ in range(50):
+            response, body = await web.get("/readyz")
+            if response.code == 503:
+                break
+            await sleep(0.1)
+        assert response.code == 503 and body["checks"]["backend"] is False
+        redis_server.start()
+        for _ in range(100):
+            response, body = await web.get("/readyz")
+            if response.code == 200:
+                break
+            await sleep(0.1)
+        assert (response.code, body["checks"]) == (200, {
+            "accepting": True, "backend": True, "database": True})
+    finally:
+        await stop(web)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_quit_sequence_closes_keep_alive_connections(web):
+    sock = socket.create_connection(("127.0.0.1", web.port), timeout=5)
+    sock.setblocking(False)
+    try:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # keep-alive by default
+        reply = b""
+        for _ in range(100):
+            await sleep(0.01)
+            try:
+                chunk = sock.recv(65536)
+            except BlockingIOError:
+                continue
+            reply += chunk
+            if b'"live"' in reply:
+                break
+        assert reply.startswith(b"HTTP/1.1 200")
+        await web.service.quit()
+        closed = False
+        for _ in range(100):
+            await sleep(0.01)
+            try:
+                closed = sock.recv(1) == b""
+            except BlockingIOError:
+                continue
+            except ConnectionResetError:
+                closed = True
+            if closed:
+                break
+        assert closed
+    finally:
+        sock.close()
