@@ -499,13 +499,38 @@ def test_unix_socket_directory_is_a_file(tmp_path):
     assert f"{tmp_path}/afile" in error.problem
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any directory")
 def test_unix_socket_directory_not_writable(tmp_path):
+    if os.geteuid() == 0:  # root may write anywhere: check as nobody, in a child
+        return _unix_socket_directory_not_writable_as_nobody()
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     error = config_error(tmp_path, f'[tcp]\nlisten = ["unix:{locked}/x.sock"]\n',
                          "tcp.listen[0]")
     assert str(locked) in error.problem and "writable" in error.problem
+
+
+def _unix_socket_directory_not_writable_as_nobody():
+    import pwd
+    import shutil
+    import tempfile
+    nobody = pwd.getpwnam("nobody")
+    top = tempfile.mkdtemp(prefix="hpxd-unix-")  # /tmp: nobody may enter it
+    try:
+        os.chmod(top, 0o755)
+        locked = os.path.join(top, "locked")
+        os.mkdir(locked, 0o555)
+        # Import as root (the interpreter may live in root's home), then drop
+        # to nobody before the check, as twistd -u does.
+        code = ("import os; from hpxd import config; "
+                f"os.setgid({nobody.pw_gid}); os.setuid({nobody.pw_uid}); "
+                f"config.from_dict({{'tcp': {{'listen': ['unix:{locked}/x.sock']}}}})")
+        proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=REPO),
+                              capture_output=True, text=True, timeout=60, cwd=top)
+        assert proc.returncode != 0
+        assert "ConfigError" in proc.stderr and "tcp.listen[0]" in proc.stderr
+        assert locked in proc.stderr and "writable" in proc.stderr
+    finally:
+        shutil.rmtree(top)
 
 
 def test_unix_socket_in_the_abstract_namespace(tmp_path):
