@@ -62,6 +62,10 @@ SCHEMA = {
         "max_body_bytes": (_pos_int, "an integer > 0", 1024 * 1024),
         "allowed_origins": (_str_list, "a list of origin patterns",
                             ["http://127.0.0.1:7008", "http://localhost:7008"]),
+        "ws_ping_interval": (_non_neg_number, "a number >= 0", 30),
+        "ws_ping_timeout": (_non_neg_number, "a number >= 0", 20),
+        "ws_handshake_timeout": (_non_neg_number, "a number >= 0", 10),
+        "max_queued_bytes": (_pos_int, "an integer > 0", 4 * 1024 * 1024),
     },
     "sessions": {
         "lifespan_seconds": (_pos_int, "an integer > 0", 1800),

@@ -15,6 +15,7 @@ import gzip
 import json
 from dataclasses import dataclass, field
 
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet import defer, endpoints
 from twisted.internet.protocol import Protocol
 
@@ -211,4 +212,174 @@ class TcpClient:
             raise DoorError(reply["error"]["code"], reply["error"]["msg"])
 
 
-CLIENTS = {"tcp": TcpClient}
+class _WsWire(WebSocketClientProtocol):
+    """Igor JSON text messages, each decoded one queued in arrival order."""
+
+    def __init__(self):
+        super().__init__()
+        self.messages = defer.DeferredQueue()
+        self.opened = defer.Deferred()
+        self.lost = defer.Deferred()
+        self.close_code = None
+
+    def onOpen(self):
+        self.opened.callback(None)
+
+    def onMessage(self, payload, isBinary):
+        self.messages.put(json.loads(payload))
+
+    def onClose(self, wasClean, code, reason):
+        self.close_code = code
+        self.messages.put(CLOSED)
+        if not self.opened.called:
+            self.opened.errback(ConnectionError(f"handshake refused: {reason}"))
+        if not self.lost.called:
+            self.lost.callback(None)
+
+    def send(self, message):
+        self.sendMessage(json.dumps(message).encode("utf-8"))
+
+    def next(self, timeout=TIMEOUT):
+        from twisted.internet import reactor
+        return self.messages.get().addTimeout(timeout, reactor)
+
+
+class WsClient:
+    """The WebSocket door at /ws (docs/websocket.md)."""
+
+    door = "ws"
+
+    def __init__(self, wire):
+        self.wire = wire
+        self.pushes = []
+        self.session = None
+        self._streams = 0
+        self._commands = set()
+
+    @classmethod
+    async def connect(cls, service):
+        from twisted.internet import reactor
+        [address] = [a for door in service.doors if door.name == "web" for a in door.addresses()]
+        factory = WebSocketClientFactory(f"ws://127.0.0.1:{address.port}/ws")
+        factory.protocol = _WsWire
+        endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", address.port)
+        wire = await endpoint.connect(factory)
+        await wire.opened.addTimeout(TIMEOUT, reactor)
+        return cls(wire)
+
+    @property
+    def peer(self):
+        address = self.wire.transport.getHost()
+        return f"{address.host}:{address.port}"
+
+    def close(self):
+        if not self.wire.lost.called:
+            self.wire.sendClose()
+        return self.wire.lost
+
+    # -- the contract ----------------------------------------------------------
+
+    async def guest(self):
+        return await self._enter("session", None)
+
+    async def login(self, user, password):
+        return await self._enter("login", {"user": user, "password": password})
+
+    async def attach(self, session_id):
+        return await self._enter("attach", {"session": session_id})
+
+    async def logout(self):
+        await self._ask("logout", None)
+        self.session = None
+
+    async def call(self, fname, args=None, kwargs=None):
+        values = await self._ask(fname, _data(args, kwargs))
+        # The return value is the last data message; the ones before were sent.
+        returned = values.pop() if values else None
+        return Result(returned, values)
+
+    def start_call(self, fname, args=None, kwargs=None):
+        self._start(fname, _data(args, kwargs))
+
+    def command(self, name):
+        # Every action's stream closes; a command's close is no reply.
+        self._commands.add(self._start(name, None))
+
+    async def next_push(self):
+        while not self.pushes:
+            message = await self._next()
+            if "action" not in message:
+                raise AssertionError(f"expected a push, got {message!r}")
+            self._keep_push(message)
+        return self.pushes.pop(0)
+
+    async def events(self):
+        out, values = [], {}
+        while True:
+            message = await self.wire.next()
+            if message is CLOSED:
+                return out
+            stream = message.get("streamId")
+            if "action" in message:
+                kind = "command" if stream == "server" else "push"
+                out.append((kind, message["action"]))
+            elif message.get("close"):
+                if stream not in self._commands:
+                    out.append(("reply", values.pop(stream, [])))
+            elif "data" in message:
+                values.setdefault(stream, []).append(message["data"])
+
+    # -- Igor details -----------------------------------------------------------
+
+    async def _enter(self, action, data):
+        [answer] = await self._ask(action, data)
+        self.session = answer["session"]
+        return self.session
+
+    def _start(self, action, data):
+        self._streams += 1
+        self.wire.send({"streamId": self._streams, "action": action, "data": data})
+        return self._streams
+
+    async def _ask(self, action, data):
+        """Send one action; its data values, up to its close; DoorError on error."""
+        stream = self._start(action, data)
+        values, error = [], None
+        while True:
+            message = await self._next()
+            if "action" in message:
+                self._keep_push(message)
+            elif message.get("streamId") != stream:
+                raise AssertionError(f"unexpected message {message!r}")
+            elif message.get("close"):
+                break
+            elif "error" in message:
+                error = DoorError(message["code"], message["error"])
+            else:
+                values.append(message["data"])
+        if error is not None:
+            raise error
+        return values
+
+    async def _next(self):
+        message = await self.wire.next()
+        if message is CLOSED:
+            raise ConnectionError("the server closed the connection")
+        return message
+
+    def _keep_push(self, message):
+        self.pushes.append((message["action"], message["data"], message.get("streamId")))
+
+
+def _data(args, kwargs):
+    """Igor's data: a list is positional, an object keyword ("*args" inside it
+    for positional ones too), null none."""
+    if args is not None and not kwargs:
+        return list(args)
+    data = dict(kwargs or {})
+    if args is not None:
+        data["*args"] = list(args)
+    return data
+
+
+CLIENTS = {"tcp": TcpClient, "ws": WsClient}

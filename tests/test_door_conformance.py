@@ -112,7 +112,7 @@ async def server(door, backend, tmp_path):
     raw = {
         "server": {"name": "conformance", "data_dir": str(tmp_path), "shutdown_timeout": 5},
         "tcp": {"listen": ["tcp:0:interface=127.0.0.1"] if door == "tcp" else []},
-        "web": {"listen": []},
+        "web": {"listen": ["tcp:0:interface=127.0.0.1"] if door == "ws" else []},
         "sessions": {"lifespan_seconds": LIFESPAN},
         "auth": {"failed_login_delay": 0.05},
         "backend": backend,
@@ -182,7 +182,10 @@ async def test_wrong_password_is_411_and_logged_once_with_user_and_peer(server):
     [line] = lines
     assert "'alice'" in line and client.peer in line
     assert "not-her-password" not in line
-    await raises(407, client.call("whoami"))  # still not authenticated
+    try:  # not logged in: no session (TCP) or still a guest (/ws, guests allowed)
+        assert (await client.call("whoami")).value[:2] == [None, "guest"]
+    except DoorError as e:
+        assert e.code == 407
 
 
 @pytest_twisted.ensureDeferred
@@ -334,7 +337,7 @@ async def test_serverquit_answers_the_call_in_flight_then_pushes_the_command(ser
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_call_that_never_ends_cannot_hold_the_quit_past_its_timeouts(server):
+async def test_a_call_that_never_ends_cannot_hold_the_quit_past_its_timeouts(server, door):
     server.service.config.server.shutdown_timeout = 0.3
     lines = []
 
@@ -360,4 +363,5 @@ async def test_a_call_that_never_ends_cannot_hold_the_quit_past_its_timeouts(ser
         globalLogPublisher.removeObserver(observe)
     assert server.exits == [0]
     assert any("calls still running after 0.3 s" in line for line in lines), lines
-    assert any("connections still open after 0.3 s" in line for line in lines), lines
+    if door == "tcp":  # a WebSocket closes (1001) mid-call; an HPX reply is owed first
+        assert any("connections still open after 0.3 s" in line for line in lines), lines

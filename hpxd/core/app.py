@@ -50,14 +50,24 @@ class Function:
             raise errors.BadArguments(f"{self.full_name}: {e}") from None
 
 
+POSITIONAL = "*args"  # positional arguments inside a keyword object: no parameter name
+
+
 def arguments(data):
     """A door's JSON arguments as ``(args, kwargs)``: a list is positional,
-    an object is keyword, null (or absent) is none. Anything else is refused
-    with BadArguments rather than guessed at."""
+    an object is keyword (its ``"*args"`` list, if any, positional), null
+    (or absent) is none. Anything else is refused with BadArguments rather
+    than guessed at."""
     if data is None:
         return (), {}
     if type(data) is dict:
-        return (), data
+        if POSITIONAL not in data:
+            return (), data
+        kwargs = dict(data)
+        args = kwargs.pop(POSITIONAL)
+        if type(args) is not list:
+            raise errors.BadArguments(f'"{POSITIONAL}" must be a list')
+        return args, kwargs
     if type(data) is list:
         return data, {}
     raise errors.BadArguments("arguments must be a JSON list (positional), "

@@ -23,6 +23,7 @@ DOORS = {
 WEB_RESOURCES = {
     "healthz": "hpxd.doors.web.health.Healthz",
     "readyz": "hpxd.doors.web.health.Readyz",
+    "ws": "hpxd.doors.web.websocket.WebSocket",
 }
 
 

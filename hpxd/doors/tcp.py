@@ -25,6 +25,7 @@ from zope.interface import implementer
 
 import hpxd
 from hpxd.core import control, errors
+from hpxd.core.app import POSITIONAL  # "*args": a call's positional arguments
 from hpxd.core.hub import COMMAND
 from hpxd.core.interfaces import IDoor, IHubClient
 
@@ -32,7 +33,6 @@ EOF_MARK = b"<EOF>"
 ENVELOPE_KEYS = frozenset({"session", "name", "data"})
 MAX_QUEUED = 16  # frames read ahead of the one being answered before we stop reading
 NO_REPLY = object()  # the message's answer went out another way (a broadcast)
-POSITIONAL = "*args"  # a call's positional arguments: never a Python parameter name
 LOGOUT = "logout"
 NO_ARGS = ()
 

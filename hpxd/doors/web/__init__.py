@@ -103,10 +103,17 @@ class WebSite(server.Site):
         return channel
 
     def getResourceFor(self, request):
-        # Every request passes here once: count it until it is answered.
-        self.inflight += 1
-        request.notifyFinish().addBoth(self._finished)
+        # Every request passes here once: count it until it is answered. A
+        # WebSocket upgrade is not: it never finishes as an HTTP request.
+        if not _is_upgrade(request):
+            self.inflight += 1
+            request.notifyFinish().addBoth(self._finished)
         return super().getResourceFor(request)
+
+    def upgraded(self, request):
+        """``request``'s connection was taken over (a WebSocket): its
+        resource closes it now, not this site."""
+        self.channel_lost(request.channel)
 
     def log(self, request):
         """No access log line per request (a load balancer asks /readyz
@@ -142,6 +149,11 @@ class WebSite(server.Site):
             self._closed.remove(d)
         for channel in list(self.channels):
             channel.transport.abortConnection()
+
+
+def _is_upgrade(request):
+    upgrade = request.requestHeaders.getRawHeaders(b"upgrade") or []
+    return any(b"websocket" in value.lower() for value in upgrade)
 
 
 def _waiter(waiting):
@@ -201,13 +213,23 @@ class WebDoor(service.Service):
         return defer.DeferredList([defer.maybeDeferred(p.stopListening) for p in ports])
 
     def drain(self):
-        return self.site.drain()
+        return _all([self.site.drain(), *(r.drain() for r in self._holders())])
 
     def close_connections(self, reason=None):
-        return self.site.close_all()
+        return _all([self.site.close_all(),
+                     *(r.close_connections(reason) for r in self._holders())])
+
+    def _holders(self):
+        """Resources with connections of their own (the WebSocket door)."""
+        return [r for r in self.site.resource.children.values() if hasattr(r, "drain")]
 
     @defer.inlineCallbacks
     def stopService(self):
         super().stopService()
         yield self.stop_listening()
-        yield self.site.close_all()
+        yield self.close_connections()
+
+
+def _all(deferreds):
+    """One Deferred for several; cancelling it cancels each (dropping what is left)."""
+    return defer.DeferredList(deferreds, consumeErrors=True)

@@ -1,0 +1,362 @@
+"""The WebSocket door at ``/ws``: the Igor action/stream protocol (docs/websocket.md).
+
+Request ``{"streamId": id, "action": name, "data": <list | object | null>}``;
+each value a function sends goes back at once as ``{"streamId", "data"}``,
+the return value as the last one (none when it is None), then
+``{"streamId", "close": true}``; a failure as ``{"streamId", "error", "code"}``
+then the close. Calls on one connection run concurrently. Built-in actions:
+``login``, ``logout``, ``attach``, ``serverquit``, ``serverrestart``.
+
+A thin adapter: calls, logins and errors all go through the core.
+"""
+
+import json
+import secrets
+
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
+from twisted.internet import defer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from hpxd.core import control, errors
+from hpxd.core.app import arguments
+from hpxd.core.hub import COMMAND
+from hpxd.core.interfaces import IHubClient
+
+COOKIE = b"hpxd_session"
+MAX_STREAMS = 256  # calls running at once on one connection
+SERVER_STREAM = "server"  # the streamId of server commands
+BUILT_IN = ("session", "login", "logout", "attach", control.QUIT, control.RESTART)
+GOING_AWAY, UNACCEPTABLE = 1001, 1003  # WebSocket close codes (RFC 6455)
+log = Logger("hpxd.doors.web.websocket")
+
+
+def set_websocket_options(factory, config):
+    """Every autobahn option that matters, from ``[web]``, in one place.
+
+    autobahn's defaults suit a client, not a server: unlimited message and
+    frame sizes, every Origin allowed, an oversize message dropped (1006)
+    instead of closed with 1009.
+    """
+    limit = config.max_body_bytes
+
+    def accept_deflate(offers):
+        for offer in offers:
+            if isinstance(offer, PerMessageDeflateOffer):
+                # The inflated size is capped too: no decompression bombs.
+                return PerMessageDeflateOfferAccept(offer, max_message_size=limit)
+        return None
+
+    factory.setProtocolOptions(
+        maxMessagePayloadSize=limit, maxFramePayloadSize=limit, failByDrop=False,
+        autoPingInterval=config.ws_ping_interval, autoPingTimeout=config.ws_ping_timeout,
+        openHandshakeTimeout=config.ws_handshake_timeout,
+        closeHandshakeTimeout=config.ws_handshake_timeout,
+        perMessageCompressionAccept=accept_deflate,
+        allowedOrigins=config.allowed_origins, allowNullOrigin=False)
+
+
+class _Backpressure:
+    """Counts what is written to a client while its transport's buffer is
+    full (Twisted pauses its producer); over ``limit`` the client is dropped."""
+
+    def __init__(self, protocol, limit):
+        self.protocol, self.limit = protocol, limit
+        self.paused, self.queued = False, 0
+
+    def pauseProducing(self):
+        self.paused = True
+
+    def resumeProducing(self):
+        self.paused, self.queued = False, 0
+
+    def stopProducing(self):
+        pass
+
+    def wrote(self, size):
+        if self.paused:
+            self.queued += size
+            if self.queued > self.limit:
+                self.protocol.too_slow(self.queued)
+
+
+@implementer(IHubClient)
+class HpxWebSocket(WebSocketServerProtocol):
+    # Not ``log``: autobahn's protocol logs its own (debug) lines through that.
+
+    def __init__(self):
+        super().__init__()
+        self.session = None
+        self.session_id = None
+        self.client_id = None
+        self.streams = set()  # streamIds of calls running on this connection
+        self.backpressure = None
+        self.peer_text = "?"
+        self._gone = False
+
+    # -- connection life ----------------------------------------------------
+
+    def onConnect(self, request):
+        peer = self.transport.getPeer()
+        self.peer_text = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+        self.client_id = self.factory.new_client_id()
+        cookie = _cookie(request.headers.get("cookie", ""))
+        if cookie:  # a browser that logged in over HTTP
+            return self.factory.node.login.attach(cookie, self.peer_text).addCallbacks(
+                self._attached, lambda failure: None)
+        return None
+
+    def _attached(self, session):
+        self._use(session)
+        return None
+
+    def onOpen(self):
+        factory = self.factory
+        factory.connections.add(self)
+        factory.node.hub.register(self)
+        self.backpressure = _Backpressure(self, factory.config.max_queued_bytes)
+        # The HTTP channel that carried the upgrade still holds the
+        # transport as its producer: take it over.
+        self.transport.unregisterProducer()
+        self.transport.registerProducer(self.backpressure, True)
+        log.info("ws connection opened from {peer}", peer=self.peer_text)
+
+    def onClose(self, wasClean, code, reason):
+        self._gone = True
+        factory = self.factory
+        if self in factory.connections:
+            factory.connections.discard(self)
+            factory.node.hub.unregister(self)
+            log.info("ws connection from {peer} closed ({code})", peer=self.peer_text,
+                          code=code)
+        factory.check_idle()
+
+    def close_with(self, code, reason):
+        # sendClose() takes only 1000 and 3000-4999 from applications; the
+        # protocol's own codes (1001 going away, 1003) go as a close frame.
+        self.sendCloseFrame(code=code, reasonUtf8=reason.encode("utf-8")[:123], isReply=False)
+
+    def too_slow(self, queued):
+        log.warn("dropping ws client {peer}: it does not read ({queued} bytes waiting)",
+                      peer=self.peer_text, queued=queued)
+        self.dropConnection(abort=True)
+
+    # -- messages in ----------------------------------------------------------
+
+    def onMessage(self, payload, isBinary):
+        if isBinary:  # 1003: a data type this endpoint does not accept
+            self.close_with(UNACCEPTABLE, "hpxd's /ws speaks JSON text frames")
+            return
+        try:
+            message = json.loads(payload)
+        except ValueError as e:
+            return self._error(None, errors.JSONParseError(f"invalid JSON ({e})"))
+        if not isinstance(message, dict):
+            return self._error(None, errors.InvalidMessage(
+                'a message must be a JSON object {"streamId", "action", "data"}'))
+        stream, action = message.get("streamId"), message.get("action")
+        if type(stream) not in (str, int) or isinstance(stream, bool):
+            return self._error(None, errors.InvalidMessage(
+                '"streamId" must be a string or an integer'))
+        if not isinstance(action, str) or not action:
+            return self._error(stream, errors.InvalidMessage('"action" must be a non-empty string'))
+        if stream in self.streams:
+            return self._error(stream, errors.InvalidMessage(
+                f"stream {stream!r} is already running on this connection"))
+        if len(self.streams) >= MAX_STREAMS:
+            return self._error(stream, errors.InvalidMessage(
+                f"more than {MAX_STREAMS} calls at once on one connection"))
+        self.streams.add(stream)
+        d = defer.ensureDeferred(self._run(stream, action, message.get("data")))
+        d.addBoth(self._ended, stream)
+
+    async def _run(self, stream, action, data):
+        try:
+            if action in BUILT_IN:
+                result = await self._built_in(action, data)
+            else:
+                result = await self._call(stream, action, data)
+            if result is not None:
+                self._send({"streamId": stream, "data": result})
+        except errors.HpxdError as e:
+            # The core logged a refused login already, on one line.
+            self._error(stream, e, quiet=action in ("login", "attach"))
+
+    def _ended(self, failure, stream):
+        self.streams.discard(stream)
+        if failure is not None:  # _run answers every HpxdError: this is our bug
+            log.failure("ws door failed on stream {stream!r}", failure, stream=stream)
+            self._error(stream, errors.UnhandledError())
+        self._send({"streamId": stream, "close": True})
+        self.factory.check_idle()
+
+    async def _call(self, stream, fname, data):
+        session = await self._session()
+        args, kwargs = arguments(data)
+        environ = {"door": "ws", "peer": self.peer_text}
+        return await self.factory.node.dispatcher.call(
+            session, fname, args, kwargs, environ,
+            lambda name, value: self._send({"streamId": stream, "data": value}))
+
+    async def _session(self):
+        """The connection's session: re-read from the store on every call
+        (it may have expired, or been ended on another door), or a new guest."""
+        login = self.factory.node.login
+        if self.session_id is not None:
+            return self._use(await login.attach(self.session_id, self.peer_text))
+        return self._use(await login.guest(self.peer_text))
+
+    def _use(self, session):
+        self.session, self.session_id = session, session.id
+        return session
+
+    async def _built_in(self, action, data):
+        login = self.factory.node.login
+        if action == "session":  # who am I; a guest gets its session now
+            session = await self._session()
+            return {"session": session.id, "user": session.user_name, "role": session.role}
+        if action == "login":
+            user, password = _fields(data, "user", "password")
+            session = self._use(await login.login(user, password, self.peer_text))
+            return {"session": session.id, "user": session.user_name, "role": session.role}
+        if action == "attach":
+            (session_id,) = _fields(data, "session")
+            session = self._use(await login.attach(session_id, self.peer_text))
+            return {"session": session.id, "user": session.user_name, "role": session.role}
+        if action == "logout":
+            if self.session_id is None:
+                raise errors.AuthRequired("logout: this connection has no session")
+            session = await login.attach(self.session_id, self.peer_text)
+            self.session = self.session_id = None
+            await login.logout(session, self.peer_text)
+            return None
+        session = await self._session() if self.session_id else None
+        self.factory.node.control.run(session, action, self.peer_text)
+        return None
+
+    # -- messages out -----------------------------------------------------------
+
+    def _send(self, message):
+        if self._gone:
+            return
+        try:
+            payload = json.dumps(message).encode("utf-8")
+        except (TypeError, ValueError):
+            log.error("a value for ws stream {stream!r} is not JSON",
+                           stream=message.get("streamId"))
+            error = errors.UnhandledError("the function returned a value that is not JSON")
+            payload = json.dumps({"streamId": message.get("streamId"), "error": error.msg,
+                                  "code": error.code}).encode("utf-8")
+        if len(payload) > self.factory.config.max_body_bytes:
+            error = errors.UnhandledError("the answer is larger than max_body_bytes")
+            payload = json.dumps({"streamId": message.get("streamId"), "error": error.msg,
+                                  "code": error.code}).encode("utf-8")
+        self.sendMessage(payload, isBinary=False)
+        self.backpressure.wrote(len(payload))
+
+    def _error(self, stream, error, quiet=False):
+        if not quiet:
+            log.info("ws error {code} for {peer}: {msg}", code=error.code, msg=error.msg,
+                          peer=self.peer_text)
+        message = {"error": error.msg, "code": error.code}
+        if stream is not None:
+            message = {"streamId": stream, **message}
+        self._send(message)
+
+    # -- hub client ----------------------------------------------------------------
+
+    def deliver(self, message):
+        if message.kind == COMMAND:
+            self._send({"streamId": SERVER_STREAM, "action": message.action, "data": None})
+        else:
+            self._send({"streamId": message.stream, "action": message.action,
+                        "data": message.data})
+
+
+class HpxWebSocketFactory(WebSocketServerFactory):
+    protocol = HpxWebSocket
+
+    def __init__(self, node, config, reactor):
+        super().__init__(reactor=reactor)
+        self.node, self.config = node, config
+        self.connections = set()
+        self._idle = []
+        self._closed = []
+        set_websocket_options(self, config)
+
+    @staticmethod
+    def new_client_id():
+        return secrets.token_hex(16)
+
+    def check_idle(self):
+        if self._idle and not any(c.streams for c in self.connections):
+            _fire(self._idle)
+        if self._closed and not self.connections:
+            _fire(self._closed)
+
+    def drain(self):
+        d = defer.Deferred(lambda d: self._idle.remove(d) if d in self._idle else None)
+        self._idle.append(d)
+        self.check_idle()
+        return d
+
+    def close_all(self, reason=None):
+        """Close every connection with 1001 (going away); cancelling the
+        Deferred drops those that did not finish the closing handshake."""
+        if not self.connections:
+            return defer.succeed(None)
+        d = defer.Deferred(self._drop_all)
+        self._closed.append(d)
+        for connection in list(self.connections):
+            connection.close_with(GOING_AWAY, f"hpxd: {reason or 'shutting down'}")
+        return d
+
+    def _drop_all(self, d):
+        if d in self._closed:
+            self._closed.remove(d)
+        for connection in list(self.connections):
+            connection.dropConnection(abort=True)
+
+
+def _fire(waiting):
+    ready = list(waiting)
+    waiting.clear()
+    for d in ready:
+        d.callback(None)
+
+
+def _fields(data, *names):
+    if not isinstance(data, dict):
+        raise errors.MissingCredentials(f"data must be an object with {', '.join(names)}")
+    return tuple(data.get(name) for name in names)
+
+
+def _cookie(header):
+    for part in header.split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == COOKIE.decode():
+            return value
+    return None
+
+
+class WebSocket(WebSocketResource):
+    """``/ws``, as the web door mounts it (``hpxd.doors.WEB_RESOURCES``)."""
+
+    def __init__(self, node, config, reactor):
+        self.factory = HpxWebSocketFactory(node, config, reactor)
+        super().__init__(self.factory)
+
+    def render(self, request):
+        site = request.channel.site
+        result = super().render(request)
+        site.upgraded(request)  # the connection is the WebSocket's now
+        return result
+
+    def drain(self):
+        return self.factory.drain()
+
+    def close_connections(self, reason=None):
+        return self.factory.close_all(reason)
+
