@@ -18,6 +18,7 @@ setup(
         "hiredis>=2.0",  # txredisapi's C reply parser when installed: far less CPU per reply
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-twisted>=1.14", "happypandax-client==1.0.0"],
+        "test": ["pytest>=8", "pytest-twisted>=1.14", "happypandax-client==1.0.0",
+                 "websockets>=12"],
     },
 )

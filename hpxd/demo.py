@@ -7,6 +7,7 @@
     remember(key, value)      store in the shared scope (edit privilege)
     recall(key)               read from the shared scope
     wait(seconds)             answer after a delay (at most 30 s), off the reactor
+    countdown(start)          sends start, start-1, ... 1 with item.send, returns "liftoff"
     announce(message)         broadcast to every client (edit privilege)
     fail()                    raises an unexpected error (shows code 100)
     catalog.test(a, b)        a + b, refused to guests
@@ -59,6 +60,14 @@ async def wait(item, seconds=1.0):
     seconds = min(max(float(seconds), 0.0), 30.0)
     await ttask.deferLater(reactor, seconds, lambda: None)
     return seconds
+
+
+@task.function
+async def countdown(item, start=3):
+    for n in range(min(int(start), 100), 0, -1):
+        item.send(n)
+        await ttask.deferLater(reactor, 0.05, lambda: None)
+    return "liftoff"
 
 
 @task.function(requires="edit")

@@ -98,6 +98,8 @@ class Daemon:
             match = re.search(r"hpxd tcp door listening on [^:\s]+:(\d+)", text)
             if match and "ready" in text:
                 self.tcp_port = int(match.group(1))
+                web = re.search(r"hpxd web door listening on [^:\s]+:(\d+)", text)
+                self.web_port = int(web.group(1)) if web else None
                 return self
             if self.proc.poll() is not None:
                 raise RuntimeError(f"hpxd exited {self.proc.returncode}:\n{text}")

@@ -47,10 +47,10 @@ class Web:
         return response, json.loads(body) if body else None
 
 
-async def start(tmp_path, backend=None):
+async def start(tmp_path, backend=None, **web):
     from twisted.internet import reactor
     raw = {"server": {"data_dir": str(tmp_path), "shutdown_timeout": 2},
-           "tcp": {"listen": []}, "web": {"listen": ["tcp:0:interface=127.0.0.1"]},
+           "tcp": {"listen": []}, "web": {"listen": ["tcp:0:interface=127.0.0.1"], **web},
            "backend": backend or {"kind": "memory"}}
     config = configmod.from_dict(raw)
     config.resolve_paths()
@@ -194,3 +194,31 @@ async def test_the_quit_sequence_closes_keep_alive_connections(web):
         assert closed
     finally:
         sock.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_websocket_client_that_does_not_read_is_dropped(tmp_path):
+    """Pushes to a client that never reads pile up in the server only up to
+    [web] max_queued_bytes (beyond what the kernel buffers): then it is dropped."""
+    web = await start(tmp_path, max_queued_bytes=256 * 1024)
+    sock = socket.create_connection(("127.0.0.1", web.port), timeout=5)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     b"Sec-WebSocket-Version: 13\r\n\r\n")
+        sock.setblocking(False)
+        hub = web.service.node.hub
+        while not hub.clients():  # the upgrade is done
+            await sleep(0.01)
+        [client] = hub.clients()
+        big = "x" * 60000
+        for _ in range(2000):  # up to 120 MB: far more than any kernel buffer
+            if client not in hub.clients():
+                break
+            await hub.broadcast("flood", big)
+            await sleep(0)
+        assert client not in hub.clients(), "the client that does not read was kept"
+    finally:
+        sock.close()
+        await stop(web)
