@@ -88,7 +88,9 @@ class Dispatcher:
             return defer.ensureDeferred(self._finish(session, function, None, e, before))
         if before is None and not session.data and (type(result) in PLAIN
                                                      or not _awaitable(result)):
-            self._done()
+            self.inflight -= 1  # _done(), inline: every plain call ends here
+            if self._drained and not self.inflight:
+                self._fire_drained()
             return result
         return defer.ensureDeferred(self._finish(session, function, result, None, before))
 
@@ -120,9 +122,12 @@ class Dispatcher:
     def _done(self):
         self.inflight -= 1
         if not self.inflight and self._drained:
-            waiting, self._drained = self._drained, []
-            for d in waiting:
-                d.callback(None)
+            self._fire_drained()
+
+    def _fire_drained(self):
+        waiting, self._drained = self._drained, []
+        for d in waiting:
+            d.callback(None)
 
     async def _save(self, session, fname):
         try:

@@ -465,7 +465,13 @@ class HpxProtocol(FrameReceiver):
             session_id = self._asked_session = message.get("session", "")
             data = message["data"]
             if type(data) is list:
-                return self._with_session(session_id, self._run_calls, data)
+                # Every call's path: the session look-up of _with_session, inline.
+                session = self.factory.node.sessions.get_now(session_id) if session_id else None
+                if session is None:
+                    return self._with_session(session_id, self._run_calls, data)
+                if session_id != self.session_id:
+                    self._bind(session)
+                return self._run_calls(session, data)
             if type(data) is dict:
                 return self._handshake(data)
             return self._command(session_id, data)
