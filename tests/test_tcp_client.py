@@ -138,3 +138,45 @@ def test_guest_serverquit_is_refused(server, client):
         assert reply["error"]["code"] == 406, reply
     assert server.proc.poll() is None
     assert call(c, "add", a=1, b=2)["data"] == 3
+
+
+class NamedContext:
+    """What docs/operations.md shows: the client calls ``wrap_socket(sock)``
+    without a server name; this adds it, so the host name is checked too."""
+
+    def __init__(self, context, server_name):
+        self.context, self.server_name = context, server_name
+
+    def wrap_socket(self, sock):
+        return self.context.wrap_socket(sock, server_hostname=self.server_name)
+
+
+def test_the_public_client_over_tls(tmp_path):
+    import ssl
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from tests.test_redis_tls import _cert, _write
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = _write(tmp_path / "ca.pem", cert=_cert("test CA", "test CA", ca_key, ca_key, ca=True))
+    cert = _write(tmp_path / "cert.pem", cert=_cert("localhost", "test CA", key, ca_key,
+                                                    dns="localhost"))
+    private = _write(tmp_path / "key.pem", key=key)
+    config = hpx_config().replace(
+        '"tcp:0:interface=127.0.0.1"',
+        f'"ssl:0:interface=127.0.0.1:privateKey={private}:certKey={cert}"', 1)
+    daemon = Daemon(tmp_path, config, name="tls").start()
+    try:
+        context = ssl.create_default_context(cafile=ca)
+        c = Client("pytest", host="127.0.0.1", port=daemon.tcp_port,
+                   ssl_context=NamedContext(context, "localhost"))
+        assert c.connect()
+        assert c.handshake()
+        assert call(c, "add", a=2, b=3)["data"] == 5
+        c.close()
+        wrong = Client("pytest", host="127.0.0.1", port=daemon.tcp_port,
+                       ssl_context=NamedContext(context, "elsewhere.example"))
+        with pytest.raises(Exception, match="(?i)certificate|hostname"):
+            wrong.connect()
+    finally:
+        daemon.stop()
