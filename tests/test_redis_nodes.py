@@ -121,3 +121,24 @@ def test_redis_down_then_back(two_nodes, redis_server):
     for log in (a.log(), b.log()):
         assert log.count("fail with 504 until it returns") == 1, log  # each transition once
         assert log.count("is reachable") == 2, log
+
+
+def test_a_broadcast_on_node_a_reaches_a_websocket_client_of_node_b(daemons, redis_server,
+                                                                     admin_hash):
+    import json
+
+    from websockets.sync.client import connect as ws_connect
+    extra = (f'[backend]\nkind = "redis"\nredis_url = "{redis_server.url}"\n'
+             '[auth]\nfailed_login_delay = 0.1\n')
+    web = '[web]\nlisten = ["tcp:0:interface=127.0.0.1"]\n'
+    config = tcp_config(extra, [("ed", admin_hash, "user")]).replace("[web]\nlisten = []\n", web)
+    a, b = daemons(config, name="a"), daemons(config, name="b")
+    with ws_connect(f"ws://127.0.0.1:{b.web_port}/ws", open_timeout=5) as on_b:
+        on_b.send(json.dumps({"streamId": 1, "action": "add", "data": [1, 1]}))
+        assert [json.loads(on_b.recv(timeout=10)) for _ in range(2)][0]["data"] == 2
+        on_a, session = connect(a, user="ed", password=PASSWORD)
+        assert call(on_a, session, "announce", message="from A") is True
+        push = json.loads(on_b.recv(timeout=10))
+        assert push == {"streamId": None, "action": "announce",
+                        "data": {"message": "from A", "from": "ed"}}
+        on_a.close()
