@@ -218,3 +218,23 @@ def sleep_until_port(port, timeout=10):
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"nothing listens on port {port}")
+
+
+async def start_service(raw, task):
+    """A real HpxdService in this process from a config dict, started on the
+    test's reactor; its exit statuses are recorded in ``service.exits``
+    instead of stopping the reactor."""
+    from twisted.internet import reactor
+
+    from hpxd import config as configmod
+    from hpxd.service import HpxdService
+    config = configmod.from_dict(raw, "<test>")
+    config.resolve_paths()
+    exits = []
+    service = HpxdService(config, task, reactor, exit=lambda reactor, status: exits.append(status))
+    service.exits = exits
+    service.privilegedStartService()
+    service.startService()
+    await service.ready
+    assert exits == [], "the service did not start"
+    return service

@@ -13,12 +13,11 @@ import pytest_twisted
 from twisted.internet import defer, task as ttask
 from twisted.logger import formatEvent, globalLogPublisher
 
-from hpxd import config as configmod
 from hpxd.app import Task
 from hpxd.core.control import QUIT
 from hpxd.core.passwords import hash_password
-from hpxd.service import HpxdService
 from tests.door_clients import CLIENTS, DoorError
+from tests.support import start_service
 
 PASSWORDS = {"alice": "alice-pw-1", "root": "root-pw-1"}
 ROLES = {"alice": "user", "root": "admin"}
@@ -108,7 +107,6 @@ class Server:
 
 @pytest_twisted.async_yield_fixture
 async def server(door, backend, tmp_path):
-    from twisted.internet import reactor
     raw = {
         "server": {"name": "conformance", "data_dir": str(tmp_path), "shutdown_timeout": 5},
         "tcp": {"listen": ["tcp:0:interface=127.0.0.1"] if door == "tcp" else []},
@@ -118,16 +116,9 @@ async def server(door, backend, tmp_path):
         "backend": backend,
         "users": users(),
     }
-    config = configmod.from_dict(raw, "<conformance>")
-    config.resolve_paths()
-    pending, exits = [], []
-    service = HpxdService(config, make_app(pending), reactor,
-                          exit=lambda reactor, status: exits.append(status))
-    service.privilegedStartService()
-    service.startService()
-    await service.ready
-    assert exits == [], "the service did not start"
-    srv = Server(service, pending, exits, CLIENTS[door])
+    pending = []
+    service = await start_service(raw, make_app(pending))
+    srv = Server(service, pending, service.exits, CLIENTS[door])
     yield srv
     for d in srv.pending:
         if not d.called:

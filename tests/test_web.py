@@ -15,6 +15,7 @@ from hpxd import config as configmod
 from hpxd.app import Task
 from hpxd.core.interfaces import IDoor
 from hpxd.service import HpxdService
+from tests.support import start_service
 
 # Twisted's HTTP client (used here to ask) warns about its own transport.
 pytestmark = pytest.mark.filterwarnings(
@@ -48,20 +49,11 @@ class Web:
 
 
 async def start(tmp_path, backend=None, **web):
-    from twisted.internet import reactor
     raw = {"server": {"data_dir": str(tmp_path), "shutdown_timeout": 2},
            "tcp": {"listen": []}, "web": {"listen": ["tcp:0:interface=127.0.0.1"], **web},
            "backend": backend or {"kind": "memory"}}
-    config = configmod.from_dict(raw)
-    config.resolve_paths()
-    pending, exits = [], []
-    service = HpxdService(config, make_app(pending), reactor,
-                          exit=lambda reactor, status: exits.append(status))
-    service.privilegedStartService()
-    service.startService()
-    await service.ready
-    assert exits == []
-    return Web(service, pending)
+    pending = []
+    return Web(await start_service(raw, make_app(pending)), pending)
 
 
 async def stop(web):

@@ -7,6 +7,9 @@ is built when its section's ``listen`` list is not empty. The service
 imports none of them by name, and no door imports another.
 """
 
+from twisted.application import service
+from twisted.internet import defer, endpoints
+from twisted.logger import Logger
 from twisted.python.reflect import namedAny
 from zope.interface.verify import verifyObject
 
@@ -38,3 +41,66 @@ def build(node, config, reactor):
         verifyObject(IDoor, door)
         doors.append(door)
     return doors
+
+
+# -- what every door shares (this package is no door: doors may import it) ----
+
+class Listener(service.Service):
+    """The listening half of an ``IDoor``: every endpoint of its section's
+    ``listen`` list, served by ``self.factory`` (set by the door)."""
+
+    log = Logger()
+    factory = None
+
+    def __init__(self, config, reactor=None):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
+        self.config = config
+        self.ports = []
+
+    def listen(self):
+        return defer.ensureDeferred(self._listen())
+
+    async def _listen(self):
+        for description in self.config.listen:
+            endpoint = endpoints.serverFromString(self.reactor, description)
+            port = await endpoint.listen(self.factory)
+            self.ports.append(port)
+            address = port.getHost()
+            self.log.info("hpxd {door} door listening on {host}:{port}", door=self.name,
+                          host=getattr(address, "host", address), port=getattr(address, "port", ""))
+
+    def addresses(self):
+        return [port.getHost() for port in self.ports]
+
+    def stop_listening(self):
+        ports, self.ports = self.ports, []
+        return defer.DeferredList([defer.maybeDeferred(p.stopListening) for p in ports])
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        super().stopService()
+        yield self.stop_listening()
+        yield self.close_connections()
+
+
+def waiter(waiting, on_cancel=None):
+    """A Deferred added to the list ``waiting``; cancelled, it leaves the
+    list (and ``on_cancel()`` runs: a door drops what is left)."""
+    def cancel(d):
+        if d in waiting:
+            waiting.remove(d)
+        if on_cancel is not None:
+            on_cancel()
+    d = defer.Deferred(cancel)
+    waiting.append(d)
+    return d
+
+
+def fire(waiting):
+    """Fire (with None) and forget every Deferred of ``waiting``."""
+    ready = list(waiting)
+    waiting.clear()
+    for d in ready:
+        d.callback(None)

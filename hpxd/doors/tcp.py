@@ -15,8 +15,7 @@ import zlib
 from collections import deque
 from types import MappingProxyType
 
-from twisted.application import service
-from twisted.internet import defer, endpoints
+from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -28,6 +27,7 @@ from hpxd.core import control, errors
 from hpxd.core.app import POSITIONAL  # "*args": a call's positional arguments
 from hpxd.core.hub import COMMAND
 from hpxd.core.interfaces import IDoor, IHubClient
+from hpxd.doors import Listener, fire, waiter
 
 EOF_MARK = b"<EOF>"
 ENVELOPE_KEYS = frozenset({"session", "name", "data"})
@@ -657,7 +657,7 @@ class HpxFactory(Factory):
     def connection_lost(self, protocol):
         self.connections.discard(protocol)
         if not self.connections:
-            _fire(self._all_closed)
+            fire(self._all_closed)
         self.check_drained()
 
     def close_all(self):
@@ -666,85 +666,38 @@ class HpxFactory(Factory):
         Cancelling the Deferred (a timeout) drops those still open at once."""
         if not self.connections:
             return defer.succeed(None)
-        d = Deferred(self._abort_all)
-        self._all_closed.append(d)
+        d = waiter(self._all_closed, on_cancel=self._abort_all)
         for protocol in list(self.connections):
             protocol.close_when_idle()
         return d
 
-    def _abort_all(self, d):
-        if d in self._all_closed:
-            self._all_closed.remove(d)
+    def _abort_all(self):
         for protocol in list(self.connections):
             protocol.transport.abortConnection()
 
     def drain(self):
         """Fire once no connection has a message in hand or waiting."""
-        d = _waiter(self.drain_waiters)
+        d = waiter(self.drain_waiters)
         self.check_drained()
         return d
 
     def check_drained(self):
         if self.drain_waiters and all(p.idle for p in self.connections):
-            _fire(self.drain_waiters)
-
-
-def _waiter(waiting):
-    """A Deferred added to ``waiting``, taken out again if cancelled."""
-    d = Deferred(lambda d: waiting.remove(d) if d in waiting else None)
-    waiting.append(d)
-    return d
-
-
-def _fire(waiting):
-    ready = list(waiting)
-    waiting.clear()
-    for d in ready:
-        d.callback(None)
+            fire(self.drain_waiters)
 
 
 @implementer(IDoor)
-class TcpDoor(service.Service):
+class TcpDoor(Listener):
     """Listens on every ``[tcp] listen`` endpoint."""
 
-    log = Logger()
     name = "tcp"
 
     def __init__(self, node, config, reactor=None):
-        if reactor is None:
-            from twisted.internet import reactor
-        self.reactor = reactor
-        self.config = config
-        self.factory = HpxFactory(node, config, reactor)
-        self.ports = []
-
-    def listen(self):
-        return defer.ensureDeferred(self._listen())
-
-    async def _listen(self):
-        for description in self.config.listen:
-            endpoint = endpoints.serverFromString(self.reactor, description)
-            port = await endpoint.listen(self.factory)
-            self.ports.append(port)
-            address = port.getHost()
-            self.log.info("hpxd tcp door listening on {host}:{port}",
-                          host=getattr(address, "host", address), port=getattr(address, "port", ""))
-
-    def addresses(self):
-        return [port.getHost() for port in self.ports]
-
-    def stop_listening(self):
-        ports, self.ports = self.ports, []
-        return defer.DeferredList([defer.maybeDeferred(p.stopListening) for p in ports])
+        super().__init__(config, reactor)
+        self.factory = HpxFactory(node, config, self.reactor)
 
     def drain(self):
         return self.factory.drain()
 
     def close_connections(self, reason=None):
         return self.factory.close_all()
-
-    @defer.inlineCallbacks
-    def stopService(self):
-        super().stopService()
-        yield self.stop_listening()
-        yield self.factory.close_all()

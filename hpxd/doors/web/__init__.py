@@ -11,16 +11,14 @@ and requests in flight so the quit sequence can drain and close them.
 
 import json
 
-from twisted.application import service
-from twisted.internet import defer, endpoints
-from twisted.internet.defer import Deferred
-from twisted.logger import Logger
+from twisted.internet import defer
 from twisted.python.reflect import namedAny
 from twisted.web import http, resource, server
 from zope.interface import implementer
 
 from hpxd.core import errors
 from hpxd.core.interfaces import IDoor
+from hpxd.doors import Listener, fire, waiter
 
 IDLE_TIMEOUT = 60  # seconds an idle keep-alive HTTP connection is kept open
 
@@ -122,31 +120,28 @@ class WebSite(server.Site):
     def _finished(self, _):
         self.inflight -= 1
         if not self.inflight:
-            _fire(self._drained)
+            fire(self._drained)
 
     def channel_lost(self, channel):
         self.channels.discard(channel)
         if not self.channels:
-            _fire(self._closed)
+            fire(self._closed)
 
     def drain(self):
         if not self.inflight:
             return defer.succeed(None)
-        return _waiter(self._drained)
+        return waiter(self._drained)
 
     def close_all(self):
         """Close every connection; cancelling the Deferred aborts those left."""
         if not self.channels:
             return defer.succeed(None)
-        d = Deferred(self._abort_all)
-        self._closed.append(d)
+        d = waiter(self._closed, on_cancel=self._abort_all)
         for channel in list(self.channels):
             channel.transport.loseConnection()
         return d
 
-    def _abort_all(self, d):
-        if d in self._closed:
-            self._closed.remove(d)
+    def _abort_all(self):
         for channel in list(self.channels):
             channel.transport.abortConnection()
 
@@ -154,19 +149,6 @@ class WebSite(server.Site):
 def _is_upgrade(request):
     upgrade = request.requestHeaders.getRawHeaders(b"upgrade") or []
     return any(b"websocket" in value.lower() for value in upgrade)
-
-
-def _waiter(waiting):
-    d = Deferred(lambda d: waiting.remove(d) if d in waiting else None)
-    waiting.append(d)
-    return d
-
-
-def _fire(waiting):
-    ready = list(waiting)
-    waiting.clear()
-    for d in ready:
-        d.callback(None)
 
 
 def build_root(node, config, reactor):
@@ -179,38 +161,14 @@ def build_root(node, config, reactor):
 
 
 @implementer(IDoor)
-class WebDoor(service.Service):
+class WebDoor(Listener):
     """Listens on every ``[web] listen`` endpoint with one ``WebSite``."""
 
-    log = Logger()
     name = "web"
 
     def __init__(self, node, config, reactor=None):
-        if reactor is None:
-            from twisted.internet import reactor
-        self.reactor = reactor
-        self.config = config
-        self.site = WebSite(build_root(node, config, reactor), reactor)
-        self.ports = []
-
-    def listen(self):
-        return defer.ensureDeferred(self._listen())
-
-    async def _listen(self):
-        for description in self.config.listen:
-            endpoint = endpoints.serverFromString(self.reactor, description)
-            port = await endpoint.listen(self.site)
-            self.ports.append(port)
-            address = port.getHost()
-            self.log.info("hpxd web door listening on {host}:{port}",
-                          host=getattr(address, "host", address), port=getattr(address, "port", ""))
-
-    def addresses(self):
-        return [port.getHost() for port in self.ports]
-
-    def stop_listening(self):
-        ports, self.ports = self.ports, []
-        return defer.DeferredList([defer.maybeDeferred(p.stopListening) for p in ports])
+        super().__init__(config, reactor)
+        self.site = self.factory = WebSite(build_root(node, config, self.reactor), self.reactor)
 
     def drain(self):
         return _all([self.site.drain(), *(r.drain() for r in self._holders())])
@@ -222,12 +180,6 @@ class WebDoor(service.Service):
     def _holders(self):
         """Resources with connections of their own (the WebSocket door)."""
         return [r for r in self.site.resource.children.values() if hasattr(r, "drain")]
-
-    @defer.inlineCallbacks
-    def stopService(self):
-        super().stopService()
-        yield self.stop_listening()
-        yield self.close_connections()
 
 
 def _all(deferreds):

@@ -24,6 +24,7 @@ from hpxd.core import control, errors
 from hpxd.core.app import arguments
 from hpxd.core.hub import COMMAND
 from hpxd.core.interfaces import IHubClient
+from hpxd.doors import fire, waiter
 
 COOKIE = b"hpxd_session"
 MAX_STREAMS = 256  # calls running at once on one connection
@@ -292,13 +293,12 @@ class HpxWebSocketFactory(WebSocketServerFactory):
 
     def check_idle(self):
         if self._idle and not any(c.streams for c in self.connections):
-            _fire(self._idle)
+            fire(self._idle)
         if self._closed and not self.connections:
-            _fire(self._closed)
+            fire(self._closed)
 
     def drain(self):
-        d = defer.Deferred(lambda d: self._idle.remove(d) if d in self._idle else None)
-        self._idle.append(d)
+        d = waiter(self._idle)
         self.check_idle()
         return d
 
@@ -307,24 +307,14 @@ class HpxWebSocketFactory(WebSocketServerFactory):
         Deferred drops those that did not finish the closing handshake."""
         if not self.connections:
             return defer.succeed(None)
-        d = defer.Deferred(self._drop_all)
-        self._closed.append(d)
+        d = waiter(self._closed, on_cancel=self._drop_all)
         for connection in list(self.connections):
             connection.close_with(GOING_AWAY, f"hpxd: {reason or 'shutting down'}")
         return d
 
-    def _drop_all(self, d):
-        if d in self._closed:
-            self._closed.remove(d)
+    def _drop_all(self):
         for connection in list(self.connections):
             connection.dropConnection(abort=True)
-
-
-def _fire(waiting):
-    ready = list(waiting)
-    waiting.clear()
-    for d in ready:
-        d.callback(None)
 
 
 def _fields(data, *names):
