@@ -12,6 +12,7 @@ A thin adapter: calls, logins and errors all go through the core.
 
 import json
 import secrets
+from types import MappingProxyType
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -102,6 +103,7 @@ class HpxWebSocket(WebSocketServerProtocol):
     def onConnect(self, request):
         peer = self.transport.getPeer()
         self.peer_text = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+        self.environ = MappingProxyType({"door": "ws", "peer": self.peer_text})
         self.client_id = self.factory.new_client_id()
         cookie = _cookie(request.headers.get("cookie", ""))
         if cookie:  # a browser that logged in over HTTP
@@ -131,7 +133,7 @@ class HpxWebSocket(WebSocketServerProtocol):
             factory.connections.discard(self)
             factory.node.hub.unregister(self)
             log.info("ws connection from {peer} closed ({code})", peer=self.peer_text,
-                          code=code)
+                     code=code)
         factory.check_idle()
 
     def close_with(self, code, reason):
@@ -141,7 +143,7 @@ class HpxWebSocket(WebSocketServerProtocol):
 
     def too_slow(self, queued):
         log.warn("dropping ws client {peer}: it does not read ({queued} bytes waiting)",
-                      peer=self.peer_text, queued=queued)
+                 peer=self.peer_text, queued=queued)
         self.dropConnection(abort=True)
 
     # -- messages in ----------------------------------------------------------
@@ -183,7 +185,7 @@ class HpxWebSocket(WebSocketServerProtocol):
                 self._send({"streamId": stream, "data": result})
         except errors.HpxdError as e:
             # The core logged a refused login already, on one line.
-            self._error(stream, e, quiet=action in ("login", "attach"))
+            self._error(stream, e, quiet=action == "login")
 
     def _ended(self, failure, stream):
         self.streams.discard(stream)
@@ -196,9 +198,8 @@ class HpxWebSocket(WebSocketServerProtocol):
     async def _call(self, stream, fname, data):
         session = await self._session()
         args, kwargs = arguments(data)
-        environ = {"door": "ws", "peer": self.peer_text}
         return await self.factory.node.dispatcher.call(
-            session, fname, args, kwargs, environ,
+            session, fname, args, kwargs, self.environ,
             lambda name, value: self._send({"streamId": stream, "data": value}))
 
     async def _session(self):
