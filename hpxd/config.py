@@ -55,6 +55,7 @@ SCHEMA = {
         "max_message_bytes": (_pos_int, "an integer > 0", 8 * 1024 * 1024),
         "handshake_timeout": (_non_neg_number, "a number >= 0", 30),
         "idle_timeout": (_non_neg_number, "a number >= 0", 900),
+        "max_queued_bytes": (_pos_int, "an integer > 0", 4 * 1024 * 1024),
     },
     "web": {
         "listen": (_str_list, "a list of endpoint strings", ["tcp:7008:interface=127.0.0.1"]),

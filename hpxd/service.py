@@ -43,7 +43,8 @@ def load_task(module_name):
 # What a reload applies besides [auth], [[users]] and [roles.*]; any other
 # key that changed is named in the log as waiting for the next start.
 RELOADED = {("server", "shutdown_timeout"), ("tcp", "max_message_bytes"),
-            ("tcp", "handshake_timeout"), ("tcp", "idle_timeout")}
+            ("tcp", "handshake_timeout"), ("tcp", "idle_timeout"),
+            ("tcp", "max_queued_bytes")}
 
 
 def needs_restart(old, new):

@@ -92,7 +92,8 @@ class Conn:
         self.node = node
         self.config = SimpleNamespace(listen=[], max_message_bytes=max_message_bytes,
                                       handshake_timeout=handshake_timeout,
-                                      idle_timeout=idle_timeout)
+                                      idle_timeout=idle_timeout,
+                                      max_queued_bytes=4 * 1024 * 1024)
         self.factory = HpxFactory(node, self.config, self.clock)
         self.proto = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
         self.proto.callLater = self.clock.callLater  # TimeoutMixin: no real timers
@@ -753,3 +754,24 @@ def test_a_client_that_hangs_up_while_its_session_is_looked_up_runs_nothing():
     lookup.callback(live)  # the store answers after the client left
     assert pending == []
     assert node.dispatcher.inflight == 0
+
+
+def test_a_client_that_does_not_read_is_dropped_past_max_queued_bytes(conn):
+    """Twisted pauses the connection's producer while its buffer is full:
+    what is written meanwhile is counted, and past the cap it is dropped."""
+    conn.handshake()
+    producer = conn.transport.producer
+    assert producer is not None and conn.transport.streaming
+    producer.pauseProducing()  # the client stopped reading
+    big = os.urandom(300_000).hex()  # gzips to about 300 kB on the wire
+    for _ in range(10):  # about 3 MB: under the 4 MiB cap
+        conn.node.hub.broadcast("flood", big)
+    assert not conn.closed
+    producer.resumeProducing()  # it read them: the count starts again
+    producer.pauseProducing()
+    for _ in range(10):
+        conn.node.hub.broadcast("flood", big)
+    assert not conn.closed
+    for _ in range(10):  # about 6 MB since it stopped reading
+        conn.node.hub.broadcast("flood", big)
+    assert conn.closed  # dropped

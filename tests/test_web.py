@@ -2,6 +2,7 @@
 its /healthz and /readyz checks, in process on real sockets."""
 
 import json
+import os
 import socket
 
 import pytest
@@ -214,3 +215,32 @@ async def test_a_websocket_client_that_does_not_read_is_dropped(tmp_path):
     finally:
         sock.close()
         await stop(web)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_tcp_client_that_does_not_read_is_dropped(tmp_path):
+    """The same bound on the TCP door: [tcp] max_queued_bytes."""
+    import gzip
+    raw = {"server": {"data_dir": str(tmp_path)}, "web": {"listen": []},
+           "tcp": {"listen": ["tcp:0:interface=127.0.0.1"], "max_queued_bytes": 256 * 1024}}
+    service = await start_service(raw, make_app([]))
+    [door] = service.doors
+    sock = socket.create_connection(("127.0.0.1", door.addresses()[0].port), timeout=5)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(gzip.compress(json.dumps({"session": "", "name": "t", "data": {}}).encode())
+                     + b"<EOF>")
+        hub = service.node.hub
+        while not hub.clients() or hub.clients()[0].session_id is None:
+            await sleep(0.01)
+        [client] = hub.clients()
+        big = os.urandom(45000).hex()  # incompressible: gzip cannot shrink it away
+        for _ in range(2000):
+            if client not in hub.clients():
+                break
+            await hub.broadcast("flood", big)
+            await sleep(0)
+        assert client not in hub.clients(), "the client that does not read was kept"
+    finally:
+        sock.close()
+        await service.stopService()

@@ -104,3 +104,29 @@ def fire(waiting):
     waiting.clear()
     for d in ready:
         d.callback(None)
+
+
+class Backpressure:
+    """A connection's outgoing side, registered with its transport as a
+    push producer: Twisted pauses it while the transport's buffer is full.
+    What the door writes meanwhile is counted; past ``limit`` bytes,
+    ``on_overflow(queued)`` runs (the door drops a client that does not read)."""
+
+    def __init__(self, on_overflow, limit):
+        self.on_overflow, self.limit = on_overflow, limit
+        self.paused, self.queued = False, 0
+
+    def pauseProducing(self):
+        self.paused = True
+
+    def resumeProducing(self):
+        self.paused, self.queued = False, 0
+
+    def stopProducing(self):
+        pass
+
+    def wrote(self, size):
+        """Call while ``paused`` (a check the door makes inline)."""
+        self.queued += size
+        if self.queued > self.limit:
+            self.on_overflow(self.queued)

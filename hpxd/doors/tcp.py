@@ -27,7 +27,7 @@ from hpxd.core import control, errors
 from hpxd.core.app import POSITIONAL  # "*args": a call's positional arguments
 from hpxd.core.hub import COMMAND
 from hpxd.core.interfaces import IDoor, IHubClient
-from hpxd.doors import Listener, fire, waiter
+from hpxd.doors import Backpressure, Listener, fire, waiter
 
 EOF_MARK = b"<EOF>"
 ENVELOPE_KEYS = frozenset({"session", "name", "data"})
@@ -297,6 +297,8 @@ class HpxProtocol(FrameReceiver):
         factory.node.hub.register(self)
         self._touch()
         self._opened = self._last_activity
+        self._backpressure = Backpressure(self._too_slow, factory.config.max_queued_bytes)
+        self.transport.registerProducer(self._backpressure, True)
         self.log.info("tcp connection opened from {peer}", peer=self.peer)
         if factory.config.idle_timeout:
             self._idle_timer = factory.clock.callLater(factory.config.idle_timeout,
@@ -322,6 +324,12 @@ class HpxProtocol(FrameReceiver):
                       duration=self.factory.clock.seconds() - self._opened,
                       user="none" if self.session_id is None else
                       repr(self._user) if self._user else "guest")
+
+    def _too_slow(self, queued):
+        self.log.warn("dropping TCP client {peer}: it does not read ({queued} bytes waiting)",
+                      peer=self.peer, queued=queued)
+        self._hung_up = True
+        self.transport.abortConnection()
 
     def _touch(self):
         # Cheaper than moving a timer on every message: the idle timer reads
@@ -430,6 +438,8 @@ class HpxProtocol(FrameReceiver):
             except (TypeError, ValueError):
                 data = encode(self._without_bad_values(message))
             self.transport.write(data)
+            if self._backpressure.paused:  # the client is not reading
+                self._backpressure.wrote(len(data))
 
     def _without_bad_values(self, message):
         """The reply with each entry that is not JSON turned into error 100.

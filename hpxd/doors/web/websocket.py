@@ -25,7 +25,7 @@ from hpxd.core import control, errors
 from hpxd.core.app import arguments
 from hpxd.core.hub import COMMAND
 from hpxd.core.interfaces import IHubClient
-from hpxd.doors import fire, waiter
+from hpxd.doors import Backpressure, fire, waiter
 
 COOKIE = b"hpxd_session"
 MAX_STREAMS = 256  # calls running at once on one connection
@@ -58,30 +58,6 @@ def set_websocket_options(factory, config):
         closeHandshakeTimeout=config.ws_handshake_timeout,
         perMessageCompressionAccept=accept_deflate,
         allowedOrigins=config.allowed_origins, allowNullOrigin=False)
-
-
-class _Backpressure:
-    """Counts what is written to a client while its transport's buffer is
-    full (Twisted pauses its producer); over ``limit`` the client is dropped."""
-
-    def __init__(self, protocol, limit):
-        self.protocol, self.limit = protocol, limit
-        self.paused, self.queued = False, 0
-
-    def pauseProducing(self):
-        self.paused = True
-
-    def resumeProducing(self):
-        self.paused, self.queued = False, 0
-
-    def stopProducing(self):
-        pass
-
-    def wrote(self, size):
-        if self.paused:
-            self.queued += size
-            if self.queued > self.limit:
-                self.protocol.too_slow(self.queued)
 
 
 @implementer(IHubClient)
@@ -119,7 +95,7 @@ class HpxWebSocket(WebSocketServerProtocol):
         factory = self.factory
         factory.connections.add(self)
         factory.node.hub.register(self)
-        self.backpressure = _Backpressure(self, factory.config.max_queued_bytes)
+        self.backpressure = Backpressure(self.too_slow, factory.config.max_queued_bytes)
         # The HTTP channel that carried the upgrade still holds the
         # transport as its producer: take it over.
         self.transport.unregisterProducer()
@@ -256,7 +232,8 @@ class HpxWebSocket(WebSocketServerProtocol):
             payload = json.dumps({"streamId": message.get("streamId"), "error": error.msg,
                                   "code": error.code}).encode("utf-8")
         self.sendMessage(payload, isBinary=False)
-        self.backpressure.wrote(len(payload))
+        if self.backpressure.paused:
+            self.backpressure.wrote(len(payload))
 
     def _error(self, stream, error, quiet=False):
         if not quiet:
