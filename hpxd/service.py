@@ -16,7 +16,7 @@ import signal
 import sys
 
 from twisted.application import service
-from twisted.internet import defer
+from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from hpxd import backends, doors
@@ -213,12 +213,21 @@ class HpxdService(service.MultiService):
     def reload(self):
         """Read the config file again; apply it if it is valid, else keep the
         old one. Connections, sessions and calls in flight are untouched.
-        Returns True when the new config was applied."""
+        A Deferred firing with True when the new config was applied."""
+        return defer.ensureDeferred(self._reload())
+
+    def _read_config(self):
+        """Blocking (file reads, directory checks, TLS files of ssl:
+        endpoints): run in a thread."""
         from hpxd.tap import check_endpoint
+        new = configmod.load(self.config_path, check_endpoint)
+        new.resolve_paths()
+        return new
+
+    async def _reload(self):
         where = self.config_path or "<built-in defaults>"
         try:
-            new = configmod.load(self.config_path, check_endpoint)
-            new.resolve_paths()
+            new = await threads.deferToThread(self._read_config)
         except configmod.ConfigError as e:
             self.log.error("reload refused, still running on the old config: {error}", error=e)
             return False

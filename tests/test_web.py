@@ -189,6 +189,18 @@ async def test_the_quit_sequence_closes_keep_alive_connections(web):
         sock.close()
 
 
+async def flooded_away(hub, big, pushes=2000):
+    """Broadcast ``big`` (up to 2,000 times: far more than any kernel buffer
+    holds) until the node's one client is dropped; True if it was."""
+    [client] = hub.clients()
+    for _ in range(pushes):
+        if client not in hub.clients():
+            return True
+        await hub.broadcast("flood", big)
+        await sleep(0)
+    return client not in hub.clients()
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_websocket_client_that_does_not_read_is_dropped(tmp_path):
     """Pushes to a client that never reads pile up in the server only up to
@@ -204,14 +216,7 @@ async def test_a_websocket_client_that_does_not_read_is_dropped(tmp_path):
         hub = web.service.node.hub
         while not hub.clients():  # the upgrade is done
             await sleep(0.01)
-        [client] = hub.clients()
-        big = "x" * 60000
-        for _ in range(2000):  # up to 120 MB: far more than any kernel buffer
-            if client not in hub.clients():
-                break
-            await hub.broadcast("flood", big)
-            await sleep(0)
-        assert client not in hub.clients(), "the client that does not read was kept"
+        assert await flooded_away(hub, "x" * 60000), "the client that does not read was kept"
     finally:
         sock.close()
         await stop(web)
@@ -233,14 +238,9 @@ async def test_a_tcp_client_that_does_not_read_is_dropped(tmp_path):
         hub = service.node.hub
         while not hub.clients() or hub.clients()[0].session_id is None:
             await sleep(0.01)
-        [client] = hub.clients()
-        big = os.urandom(45000).hex()  # incompressible: gzip cannot shrink it away
-        for _ in range(2000):
-            if client not in hub.clients():
-                break
-            await hub.broadcast("flood", big)
-            await sleep(0)
-        assert client not in hub.clients(), "the client that does not read was kept"
+        # Hex of random bytes: gzip cannot shrink it away.
+        assert await flooded_away(hub, os.urandom(45000).hex()), \
+            "the client that does not read was kept"
     finally:
         sock.close()
         await service.stopService()

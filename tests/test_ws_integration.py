@@ -70,6 +70,10 @@ def test_errors_carry_a_code_and_the_connection_goes_on(daemon):
 @pytest.mark.parametrize("raw, code", [
     ("{not json", 900), ("[1, 2]", 403), ('{"action": "add"}', 403),
     ('{"streamId": true, "action": "add"}', 403), ('{"streamId": 1, "action": 5}', 403),
+    ('{"streamId": 1, "action": "add", "data": 5}', 413),  # neither list, object nor null
+    ('{"streamId": 1, "action": "add", "data": {"*args": 1}}', 413),
+    ('{"streamId": 1, "action": "login", "data": "alice"}', 412),
+    ('{"streamId": 1, "action": "attach", "data": {"session": 42}}', 408),
 ])
 def test_malformed_messages_get_an_error_and_the_connection_stays(daemon, raw, code):
     with ws(daemon) as conn:
