@@ -7,6 +7,7 @@ keeps the two identical. ``load(path)`` returns a ``Config`` or raises
 
 import difflib
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -42,6 +43,9 @@ def _str_list(v):
     return isinstance(v, list) and all(isinstance(x, str) for x in v)
 
 
+_ECHO_PATH = re.compile(r"^/[A-Za-z0-9_-]+$")
+
+
 # section -> key -> (check, what the check wants, default)
 SCHEMA = {
     "server": {
@@ -67,6 +71,12 @@ SCHEMA = {
         "ws_ping_timeout": (_non_neg_number, "a number >= 0", 20),
         "ws_handshake_timeout": (_non_neg_number, "a number >= 0", 10),
         "max_queued_bytes": (_pos_int, "an integer > 0", 4 * 1024 * 1024),
+        "echo_path": (lambda v: v == "" or (_str(v) and _ECHO_PATH.match(v) is not None),
+                      '"" or one path segment like "/echo"', ""),
+        "metrics": (_bool, "true or false", True),
+    },
+    "processes": {
+        "lease_seconds": (lambda v: _non_neg_number(v) and v >= 1, "a number >= 1", 10),
     },
     "sessions": {
         "lifespan_seconds": (_pos_int, "an integer > 0", 1800),
@@ -109,6 +119,7 @@ class Config:
     server: SimpleNamespace
     tcp: SimpleNamespace
     web: SimpleNamespace
+    processes: SimpleNamespace
     sessions: SimpleNamespace
     backend: SimpleNamespace
     database: SimpleNamespace
