@@ -37,6 +37,15 @@ class Function:
         self._allowed = frozenset(p.name for p in params)
         self._required = frozenset(p.name for p in params if p.default is p.empty)
 
+    def describe(self):
+        """This function as clients see it (``Dispatcher.functions``)."""
+        params = list(self.signature.parameters.values())[1:]
+        return {"name": self.full_name, "requires": self.requires,
+                "parameters": [{"name": p.name, "required": p.default is p.empty
+                                and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+                               for p in params],
+                "doc": inspect.getdoc(self.fn) or ""}
+
     def check(self, args, kwargs):
         """Raise BadArguments, naming the function, unless ``fn(item, *args,
         **kwargs)`` binds to the signature. Nothing runs."""
@@ -158,6 +167,10 @@ class Task(Item):
 
     def items(self):
         return list(self._by_id.values())
+
+    def all_functions(self):
+        """Every exposed function of the tree (``Function`` objects)."""
+        return list(self._by_name.values())
 
     def resolve(self, fname):
         """"add" -> task function; "catalog.test" -> function of item catalog."""

@@ -94,6 +94,16 @@ class Dispatcher:
             return result
         return defer.ensureDeferred(self._finish(session, function, result, None, before))
 
+    def functions(self, session):
+        """What ``session`` may call: ``[{name, requires, parameters, doc}]``,
+        sorted by name, ``parameters`` as ``[{name, required}]`` (the item
+        parameter left out). Consoles and clients list these to the user."""
+        auth, listed = self.node.auth, []
+        for function in self.node.task.all_functions():
+            if auth.can(session.user_info, function.item.privilege_key, function.requires):
+                listed.append(function.describe())
+        return sorted(listed, key=lambda f: f["name"])
+
     def _mapped(self, error, function):
         """The error the client sees: an HpxdError as it is, anything else as
         100, its traceback logged (call inside the ``except`` that caught it)."""

@@ -30,7 +30,7 @@ from hpxd.doors import Backpressure, fire, waiter
 COOKIE = b"hpxd_session"
 MAX_STREAMS = 256  # calls running at once on one connection
 SERVER_STREAM = "server"  # the streamId of server commands
-BUILT_IN = ("session", "login", "logout", "attach", control.QUIT, control.RESTART)
+BUILT_IN = ("session", "login", "logout", "attach", "functions", control.QUIT, control.RESTART)
 GOING_AWAY, UNACCEPTABLE = 1001, 1003  # WebSocket close codes (RFC 6455)
 log = Logger("hpxd.doors.web.websocket")
 
@@ -203,6 +203,8 @@ class HpxWebSocket(WebSocketServerProtocol):
             (session_id,) = _fields(data, "session")
             session = self._use(await login.attach(session_id, self.peer_text))
             return {"session": session.id, "user": session.user_name, "role": session.role}
+        if action == "functions":  # what this session may call (the console lists them)
+            return self.factory.node.dispatcher.functions(await self._session())
         if action == "logout":
             if self.session_id is None:
                 raise errors.AuthRequired("logout: this connection has no session")
