@@ -410,3 +410,49 @@ async def test_session_reads_of_one_turn_share_one_command_and_keep_their_own_ou
     finally:
         link.run = real_run
         await stop_backend(node)
+
+
+# -- leases (ILeases) -------------------------------------------------------------
+
+def test_leases_provide_the_interface(backend):
+    from hpxd.core.interfaces import ILeases
+    assert verifyObject(ILeases, backend.leases)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_lease_has_one_holder_at_a_time(backend):
+    leases = backend.leases
+    assert await leases.acquire("process:clock", "node-a", 5, {"node": "a"}) is True
+    assert await leases.acquire("process:clock", "node-b", 5, {"node": "b"}) is False
+    assert await leases.lookup("process:clock") == {"node": "a"}
+    # the holder may take it again: the value and time are renewed
+    assert await leases.acquire("process:clock", "node-a", 5, {"node": "a", "n": 2}) is True
+    assert await leases.lookup("process:clock") == {"node": "a", "n": 2}
+    # only the holder frees it
+    await leases.release("process:clock", "node-b")
+    assert await leases.lookup("process:clock") == {"node": "a", "n": 2}
+    await leases.release("process:clock", "node-a")
+    assert await leases.lookup("process:clock") is None
+    assert await leases.acquire("process:clock", "node-b", 5) is True
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_lease_not_renewed_frees_itself_and_renewal_keeps_it(backend):
+    leases = backend.leases
+    assert await leases.acquire("kept", "a", 0.4, 1)
+    assert await leases.acquire("dropped", "a", 0.4, 2)
+    for _ in range(3):
+        await sleep(0.2)
+        assert await leases.renew([("kept", "a"), ("not-mine", "a")], 0.4) == [("not-mine", "a")]
+    assert await leases.lookup("kept") == 1
+    assert await leases.lookup("dropped") is None
+    assert await leases.renew([("dropped", "a")], 0.4) == [("dropped", "a")]
+    assert await leases.acquire("dropped", "b", 1) is True
+    assert await leases.renew([], 1) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_lease_value_must_be_json(backend):
+    failure = await outcome(backend.leases.acquire("x", "a", 1, object()))
+    assert failure.check(errors.BadArguments)
+    assert await backend.leases.lookup("x") is None

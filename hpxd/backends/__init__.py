@@ -14,6 +14,7 @@ class Backend:
     scope: object
     hub: object
     services: list = field(default_factory=list)
+    leases: object = None  # ILeases
     ready: object = None  # optional: a callable returning a Deferred, awaited at start
     is_ready: object = None  # optional: a callable, False while the backend cannot serve
     # Later issues: locks (ILockStore) and sips (ISipStore) join here.

@@ -13,7 +13,7 @@ from zope.interface import implementer
 
 from hpxd.core import errors
 from hpxd.core.hub import COMMAND, PUSH, HubMessage, LocalClients, push_text
-from hpxd.core.interfaces import IHub, IScope, ISessionStore
+from hpxd.core.interfaces import IHub, ILeases, IScope, ISessionStore
 from hpxd.core.jsonvalues import dump_json
 from hpxd.core.sessions import Session, new_session_id
 
@@ -110,6 +110,53 @@ class MemoryScope:
         return defer.succeed(None)
 
 
+@implementer(ILeases)
+class MemoryLeases:
+    """One node: a name is held by one holder of this process."""
+
+    def __init__(self, clock):
+        self.clock = clock
+        self._held = {}  # name -> [holder, value as JSON text, expires at]
+
+    def _holder(self, name):
+        entry = self._held.get(name)
+        if entry is not None and entry[2] <= self.clock.seconds():
+            del self._held[name]
+            return None
+        return entry
+
+    def acquire(self, name, holder, ttl, value=None):
+        entry = self._holder(name)
+        if entry is not None and entry[0] != holder:
+            return defer.succeed(False)
+        try:
+            text = dump_json(value, "lease values")
+        except errors.HpxdError as e:
+            return defer.fail(e)
+        self._held[name] = [holder, text, self.clock.seconds() + ttl]
+        return defer.succeed(True)
+
+    def renew(self, held, ttl):
+        lost = []
+        for name, holder in held:
+            entry = self._holder(name)
+            if entry is None or entry[0] != holder:
+                lost.append((name, holder))
+            else:
+                entry[2] = self.clock.seconds() + ttl
+        return defer.succeed(lost)
+
+    def release(self, name, holder):
+        entry = self._holder(name)
+        if entry is not None and entry[0] == holder:
+            del self._held[name]
+        return defer.succeed(None)
+
+    def lookup(self, name):
+        entry = self._holder(name)
+        return defer.succeed(None if entry is None else json.loads(entry[1]))
+
+
 @implementer(IHub)
 class MemoryHub(LocalClients):
     """One node: every push is a local delivery."""
@@ -130,4 +177,5 @@ def build(config, reactor):
     from hpxd.backends import Backend
     sessions = MemorySessionStore(config.sessions.lifespan_seconds, reactor)
     return Backend(sessions, MemoryScope(), MemoryHub(),
-                   [sessions.service(config.sessions.purge_interval_seconds)])
+                   [sessions.service(config.sessions.purge_interval_seconds)],
+                   leases=MemoryLeases(reactor))

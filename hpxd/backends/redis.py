@@ -4,6 +4,7 @@ Keys (``<db>`` is the Redis database number, channels are not per database):
 
     hpxd:session:<id>   session JSON, TTL = sliding lifespan (GETEX extends it)
     hpxd:scope:<key>    scope value JSON
+    hpxd:lease:<name>   "<holder>\n<value JSON>", TTL = the lease's time (ILeases)
     hpxd:<db>:hub       pub/sub channel of application pushes
 
 Common path cost: one command per reactor turn for all the session reads
@@ -38,7 +39,7 @@ from zope.interface import implementer
 from hpxd.core import errors
 from hpxd.core.deferreds import deferred
 from hpxd.core.hub import COMMAND, PUSH, HubMessage, LocalClients, push_text
-from hpxd.core.interfaces import IHub, IScope, ISessionStore
+from hpxd.core.interfaces import IHub, ILeases, IScope, ISessionStore
 from hpxd.core.jsonvalues import dump_json
 from hpxd.core.sessions import Session, new_session_id
 
@@ -57,6 +58,35 @@ for i, key in ipairs(KEYS) do
     out[i] = redis.pcall('GETEX', key, 'EX', ARGV[1])
 end
 return out
+"""
+
+
+# Leases (ILeases): a key holds "<holder>\n<value>"; only its holder may
+# renew, change or free it, each checked and done in one script so no other
+# node can slip in between the check and the write.
+ACQUIRE_LEASE = b"""
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, #ARGV[1] + 1) ~= ARGV[1] .. '\\n' then return 0 end
+redis.call('SET', KEYS[1], ARGV[1] .. '\\n' .. ARGV[3], 'PX', ARGV[2])
+return 1
+"""
+RENEW_LEASES = b"""
+local lost = {}
+for i, key in ipairs(KEYS) do
+    local holder = ARGV[i + 1]
+    local v = redis.call('GET', key)
+    if v and string.sub(v, 1, #holder + 1) == holder .. '\\n' then
+        redis.call('PEXPIRE', key, ARGV[1])
+    else
+        lost[#lost + 1] = i
+    end
+end
+return lost
+"""
+RELEASE_LEASE = b"""
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, #ARGV[1] + 1) == ARGV[1] .. '\\n' then redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 
@@ -437,6 +467,52 @@ class RedisScope:
         await self.link.run("delete", "hpxd:scope:" + str(key))
 
 
+@implementer(ILeases)
+class RedisLeases:
+    """Leases shared by every node (see the scripts above)."""
+
+    def __init__(self, link):
+        self.link = link
+
+    @staticmethod
+    def key(name):
+        return "hpxd:lease:" + name
+
+    @staticmethod
+    def _ms(ttl):
+        return b"%d" % max(1, int(ttl * 1000))
+
+    @deferred
+    async def acquire(self, name, holder, ttl, value=None):
+        text = dump_json(value, "lease values")
+        taken = await self.link.run("execute_command", b"EVAL", ACQUIRE_LEASE, b"1",
+                                    self.key(name), holder, self._ms(ttl), text)
+        return int(taken) == 1
+
+    @deferred
+    async def renew(self, held, ttl):
+        if not held:
+            return []
+        keys = [self.key(name) for name, _ in held]
+        lost = await self.link.run("execute_command", b"EVAL", RENEW_LEASES, b"%d" % len(keys),
+                                   *keys, self._ms(ttl), *(holder for _, holder in held))
+        return [held[int(i) - 1] for i in lost or ()]
+
+    @deferred
+    async def release(self, name, holder):
+        await self.link.run("execute_command", b"EVAL", RELEASE_LEASE, b"1", self.key(name),
+                            holder)
+
+    @deferred
+    async def lookup(self, name):
+        text = await self.link.run("get", self.key(name))
+        if text is None:
+            return None
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        return json.loads(text.partition("\n")[2])
+
+
 def _none(result):
     return None  # PUBLISH answers how many nodes listened; IHub promises None
 
@@ -504,4 +580,4 @@ def build(config, reactor):
     link.subscriber_factory(hub)
     return Backend(RedisSessionStore(link, config.sessions.lifespan_seconds), RedisScope(link),
                    hub, [link], ready=lambda: link.ready(b.redis_connect_timeout or 5),
-                   is_ready=link.is_ready)
+                   is_ready=link.is_ready, leases=RedisLeases(link))

@@ -144,5 +144,30 @@ class IDoor(Interface):
         quit sequence does so after ``shutdown_timeout``)."""
 
 
+class ILeases(Interface):
+    """Names held for a while by one holder, cluster-wide with Redis: which
+    node runs a process, which connection goes by an introduced client id.
+
+    A holder keeps a name by renewing it before ``ttl`` runs out; when its
+    node dies the name frees itself once ``ttl`` has passed.
+    """
+
+    def acquire(name, holder, ttl, value=None):
+        """Take ``name`` for ``holder`` for ``ttl`` seconds, storing ``value``
+        (JSON) with it; if ``holder`` holds it already, its value and ttl are
+        renewed. Fires with True, or False when another holder has it."""
+
+    def renew(held, ttl):
+        """Extend each ``(name, holder)`` of the list ``held`` by ``ttl``
+        seconds. Fires with the list of those no longer held (taken by
+        another holder, or expired)."""
+
+    def release(name, holder):
+        """Free ``name`` if ``holder`` still holds it. Fires with None."""
+
+    def lookup(name):
+        """Fire with the value stored with ``name``, or None when nobody holds it."""
+
+
 # Later issues add ILockStore (record locks) and ISipStore (QFQ SIPs) here,
 # implemented by each backend in the same way as ISessionStore.
