@@ -2,7 +2,9 @@
 
     HpxdService (MultiService)
       ├── backend services (session purge, Redis connections)
-      └── doors (built from config through the registry in hpxd.doors)
+      ├── client names (renews the leases of introduced client ids)
+      ├── doors (built from config through the registry in hpxd.doors)
+      └── processes (ProcessRunner; joins once the node is ready)
 
 It also owns the node's one quit sequence (see ``HpxdService.quit``), used
 by serverquit, serverrestart and twistd's own stop.
@@ -24,7 +26,9 @@ from hpxd import config as configmod
 from hpxd.core import control
 from hpxd.core.app import Task
 from hpxd.core.auth import Authenticator
+from hpxd.core.clients import ClientNames
 from hpxd.core.node import Node
+from hpxd.core.processes import ProcessRunner
 from hpxd.core.records import RecordStore, open_pool
 
 
@@ -68,8 +72,9 @@ def build_node(config, task, reactor):
     backend = backends.build(config, reactor)
     auth = _authenticator(config, reactor)
     records = RecordStore(open_pool(config.database_url))
+    names = ClientNames(backend.leases, backend.hub, config.processes.lease_seconds, reactor)
     node = Node(config.server.name, task, auth, backend.sessions, backend.scope, backend.hub,
-                records, backend.is_ready)
+                records, backend.is_ready, names)
     return node, backend
 
 
@@ -92,6 +97,11 @@ class HpxdService(service.MultiService):
         self.node.stopper = self.stop_node
         for child in self.backend.services:
             child.setServiceParent(self)
+        self.node.client_names.service().setServiceParent(self)
+        # Started once the node is ready (see _start), stopped first on a quit.
+        self.processes = ProcessRunner(self.node, list(task.processes.values()),
+                                       self.backend.leases, config.processes.lease_seconds,
+                                       reactor)
         self.doors = doors.build(self.node, config, reactor)
         for door in self.doors:
             door.setServiceParent(self)
@@ -147,6 +157,8 @@ class HpxdService(service.MultiService):
             self.log.critical("hpxd cannot start: {error}", error=e)
             self.exit(self.reactor, 1)
             return
+        if self._quitting is None:
+            self.processes.setServiceParent(self)
         # Everything made so far (modules, config, app) lives as long as the
         # process: keep it out of the cyclic GC's full collections, which
         # would otherwise walk it again and again under load.
@@ -175,12 +187,19 @@ class HpxdService(service.MultiService):
     async def _quit(self, command):
         timeout = self.config.server.shutdown_timeout
         await _all([door.stop_listening() for door in self.doors])
+        # Processes stop first: nothing of theirs may follow the command.
+        await _bounded(self._stop_processes(), timeout, self.reactor, "processes still running")
         answered = _all([self.node.dispatcher.drain()] + [door.drain() for door in self.doors])
         await _bounded(answered, timeout, self.reactor, "calls still running")
         self.node.hub.command(command)
         # Giving up cancels close_connections, which drops what is still open.
         closed = _all([door.close_connections(command) for door in self.doors])
         await _bounded(closed, timeout, self.reactor, "connections still open")
+
+    def _stop_processes(self):
+        if self.processes.parent is None:
+            return defer.succeed(None)
+        return defer.maybeDeferred(self.processes.disownServiceParent)
 
     def stop_node(self, status, command=control.QUIT):
         """serverquit / serverrestart: the quit sequence, then exit with ``status``."""

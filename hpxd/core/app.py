@@ -10,6 +10,7 @@ import re
 
 from hpxd.core import errors
 from hpxd.core.auth import PRIVILEGES
+from hpxd.core.processes import Process
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 FIELD_TYPES = {"text": "TEXT", "integer": "INTEGER", "real": "REAL", "boolean": "INTEGER"}
@@ -147,6 +148,7 @@ class Task(Item):
     def __init__(self, name):
         self._by_id = {}
         self._by_name = {}  # "add", "catalog.test" -> Function
+        self.processes = {}  # name -> Process (@task.process)
         super().__init__(None, None, name)
 
     def _register(self, item):
@@ -186,8 +188,25 @@ class Task(Item):
             raise errors.FunctionNotFound(f"no function named {fname!r}")
         return function
 
-    # process() (Igor processes) and on_ext_request (Jam.py /ext) arrive with
-    # the WebSocket and HTTP doors that use them.
+    def process(self, name, *, interval=None):
+        """Declare a background process (``hpxd.core.processes``):
+        ``@task.process("clock", interval=1.0)`` calls ``fn(ctx)`` every
+        second; without ``interval``, ``fn(ctx)`` is an ``async def`` loop."""
+        if not isinstance(name, str) or not NAME_RE.match(name) or name == "server":
+            raise ValueError(f"process name {name!r} must be a Python identifier other "
+                             "than 'server'")
+        if interval is not None and not (isinstance(interval, (int, float)) and interval > 0):
+            raise ValueError(f"process {name!r}: interval must be a number > 0")
+
+        def register(fn):
+            if name in self.processes:
+                raise ValueError(f"the task already has a process {name!r}")
+            self.processes[name] = Process(name, fn, interval)
+            return fn
+
+        return register
+
+    # on_ext_request (Jam.py /ext) arrives with the HTTP door that uses it.
 
 
 def _check_fields(fields):

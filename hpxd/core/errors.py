@@ -81,6 +81,12 @@ class NotStreamable(HpxdError):
     code, title, http_status = 414, "this door cannot stream values", 400
 
 
+class NameTaken(HpxdError):
+    """A name that must be unique in the cluster is held by someone else."""
+
+    code, title, http_status = 415, "name already taken", 409
+
+
 class JSONParseError(HpxdError):
     code, title, http_status = 900, "JSON parse error", 400
 
@@ -90,5 +96,5 @@ ERROR_TABLE = {cls.code: cls for cls in (
     UnhandledError, ApplicationError, InvalidMessage, FunctionNotFound,
     PermissionDenied, AuthRequired, SessionExpired, ParsingError,
     WrongCredentials, MissingCredentials, BadArguments, ShuttingDown,
-    BackendUnavailable, NotStreamable, JSONParseError,
+    BackendUnavailable, NotStreamable, NameTaken, JSONParseError,
 )}

@@ -47,7 +47,15 @@ class LocalClients:
         self._clients[client.client_id] = client
 
     def unregister(self, client):
-        self._clients.pop(client.client_id, None)
+        if self._clients.get(client.client_id) is client:
+            del self._clients[client.client_id]
+
+    def rename(self, client, client_id):
+        """``client`` goes by ``client_id`` from now on (``introduce_self``)."""
+        if self._clients.get(client.client_id) is client:
+            del self._clients[client.client_id]
+        client.client_id = client_id
+        self._clients[client_id] = client
 
     def clients(self):
         return list(self._clients.values())

@@ -89,6 +89,9 @@ class IHub(Interface):
     def unregister(client):
         """Remove an L{IHubClient}."""
 
+    def rename(client, client_id):
+        """Address the registered ``client`` as ``client_id`` from now on."""
+
     def clients():
         """The clients connected to this node (a list)."""
 

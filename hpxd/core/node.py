@@ -3,6 +3,7 @@
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from hpxd.core import errors
 from hpxd.core.control import ServerControl
 from hpxd.core.dispatch import Dispatcher
 from hpxd.core.login import Login
@@ -21,7 +22,7 @@ class Node:
     log = Logger()
 
     def __init__(self, name, task, auth, sessions, scope, hub, records=None,
-                 backend_ready=None):
+                 backend_ready=None, client_names=None):
         self.name = name
         self.task = task
         self.auth = auth
@@ -30,6 +31,7 @@ class Node:
         self.hub = hub
         self.records = records
         self.backend_ready = backend_ready or (lambda: True)  # see hpxd.core.health
+        self.client_names = client_names  # hpxd.core.clients.ClientNames
         self.login = Login(auth, sessions)
         self.dispatcher = Dispatcher(self)
         self.control = ServerControl(self)
@@ -40,6 +42,19 @@ class Node:
         are authorised, and logins checked, against ``auth``."""
         self.auth = auth
         self.login = Login(auth, self.sessions)
+
+    async def session_of(self, client_id):
+        """The live session of the client that goes by ``client_id``
+        (``introduce_self``, on any node), or None."""
+        if self.client_names is None:
+            return None
+        session_id = await self.client_names.session_id_of(client_id)
+        if session_id is None:
+            return None
+        try:
+            return await self.sessions.get(session_id)
+        except errors.SessionExpired:
+            return None
 
     def stop(self, status=0, command=None):
         if self.stopper is None:  # no service tree (unit tests): no doors to wait for

@@ -5,7 +5,8 @@ each value a function sends goes back at once as ``{"streamId", "data"}``,
 the return value as the last one (none when it is None), then
 ``{"streamId", "close": true}``; a failure as ``{"streamId", "error", "code"}``
 then the close. Calls on one connection run concurrently. Built-in actions:
-``login``, ``logout``, ``attach``, ``serverquit``, ``serverrestart``.
+``session``, ``login``, ``logout``, ``attach``, ``functions``,
+``introduce_self``, ``serverquit``, ``serverrestart``.
 
 A thin adapter: calls, logins and errors all go through the core.
 """
@@ -30,7 +31,8 @@ from hpxd.doors import Backpressure, fire, waiter
 COOKIE = b"hpxd_session"
 MAX_STREAMS = 256  # calls running at once on one connection
 SERVER_STREAM = "server"  # the streamId of server commands
-BUILT_IN = ("session", "login", "logout", "attach", "functions", control.QUIT, control.RESTART)
+BUILT_IN = ("session", "login", "logout", "attach", "functions", "introduce_self",
+            control.QUIT, control.RESTART)
 GOING_AWAY, UNACCEPTABLE = 1001, 1003  # WebSocket close codes (RFC 6455)
 log = Logger("hpxd.doors.web.websocket")
 
@@ -69,6 +71,7 @@ class HpxWebSocket(WebSocketServerProtocol):
         self.session = None
         self.session_id = None
         self.client_id = None
+        self.connection_id = None  # the first, random client id: holds a chosen one
         self.streams = set()  # streamIds of calls running on this connection
         self.backpressure = None
         self.peer_text = "?"
@@ -79,13 +82,18 @@ class HpxWebSocket(WebSocketServerProtocol):
     def onConnect(self, request):
         peer = self.transport.getPeer()
         self.peer_text = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
-        self.environ = MappingProxyType({"door": "ws", "peer": self.peer_text})
-        self.client_id = self.factory.new_client_id()
+        self.client_id = self.connection_id = self.factory.new_client_id()
+        self._set_environ()
         cookie = _cookie(request.headers.get("cookie", ""))
         if cookie:  # a browser that logged in over HTTP
             return self.factory.node.login.attach(cookie, self.peer_text).addCallbacks(
                 self._attached, lambda failure: None)
         return None
+
+    def _set_environ(self):
+        # Built once per connection (and again on introduce_self): read-only.
+        self.environ = MappingProxyType({"door": "ws", "peer": self.peer_text,
+                                         "client_id": self.client_id})
 
     def _attached(self, session):
         self._use(session)
@@ -108,6 +116,7 @@ class HpxWebSocket(WebSocketServerProtocol):
         if self in factory.connections:
             factory.connections.discard(self)
             factory.node.hub.unregister(self)
+            factory.node.client_names.forget(self)
             log.info("ws connection from {peer} closed ({code})", peer=self.peer_text,
                      code=code)
         factory.check_idle()
@@ -187,6 +196,8 @@ class HpxWebSocket(WebSocketServerProtocol):
         return self._use(await login.guest(self.peer_text))
 
     def _use(self, session):
+        if session.id != self.session_id:
+            self.factory.node.client_names.session_changed(self, session.id)
         self.session, self.session_id = session, session.id
         return session
 
@@ -205,11 +216,18 @@ class HpxWebSocket(WebSocketServerProtocol):
             return {"session": session.id, "user": session.user_name, "role": session.role}
         if action == "functions":  # what this session may call (the console lists them)
             return self.factory.node.dispatcher.functions(await self._session())
+        if action == "introduce_self":  # a name processes can push to
+            (client_id,) = _fields(data, "client_id", error=errors.BadArguments)
+            await self.factory.node.client_names.introduce(self, self.connection_id,
+                                                           client_id, self.session_id)
+            self._set_environ()
+            return None
         if action == "logout":
             if self.session_id is None:
                 raise errors.AuthRequired("logout: this connection has no session")
             session = await login.attach(self.session_id, self.peer_text)
             self.session = self.session_id = None
+            self.factory.node.client_names.session_changed(self, None)
             await login.logout(session, self.peer_text)
             return None
         session = await self._session() if self.session_id else None
@@ -297,9 +315,9 @@ class HpxWebSocketFactory(WebSocketServerFactory):
             connection.dropConnection(abort=True)
 
 
-def _fields(data, *names):
+def _fields(data, *names, error=errors.MissingCredentials):
     if not isinstance(data, dict):
-        raise errors.MissingCredentials(f"data must be an object with {', '.join(names)}")
+        raise error(f"data must be an object with {', '.join(names)}")
     return tuple(data.get(name) for name in names)
 
 
