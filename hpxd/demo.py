@@ -9,12 +9,17 @@
     wait(seconds)             answer after a delay (at most 30 s), off the reactor
     countdown(start)          sends start, start-1, ... 1 with item.send, returns "liftoff"
     announce(message)         broadcast to every client (edit privilege)
+    watch_clock(seconds)      the "clock" process pushes "tick" to this
+                              connection every second for that long (10 s
+                              by default, at most 300)
     fail()                    raises an unexpected error (shows code 100)
     catalog.test(a, b)        a + b, refused to guests
     catalog.list(limit)       rows of the catalog table
     catalog.add(name, price)  insert a row (create privilege)
     catalog.remove(id)        delete a row (delete privilege)
 """
+
+import time
 
 from twisted.internet import reactor, task as ttask
 
@@ -75,6 +80,42 @@ async def announce(item, message):
     await item.broadcast("announce", {"message": str(message),
                                       "from": item.session.user_name})
     return True
+
+
+@task.function
+async def watch_clock(item, seconds=10):
+    """The clock process pushes "tick" to this connection every second."""
+    client_id = item.environ.get("client_id")
+    if client_id is None:
+        raise item.error("watch_clock needs a door that takes pushes (TCP or WebSocket)")
+    seconds = min(max(float(seconds), 1.0), 300.0)
+    # Read, change, write: two calls at the same instant may race and the
+    # last one wins (the scope has no atomic update); a demo can live with it.
+    watchers = await item.scope.get(WATCHERS, {})
+    watchers[client_id] = time.time() + seconds
+    await item.scope.set(WATCHERS, watchers)
+    return seconds
+
+
+WATCHERS = "demo.clock.watchers"
+
+
+@task.process("clock", interval=1.0)
+async def clock(ctx):
+    """Runs once in the cluster: pushes to each watcher, forgets the expired."""
+    watchers = await ctx.scope.get(WATCHERS, {})
+    if not watchers:
+        return
+    now = time.time()
+    for client_id, until in watchers.items():
+        if until > now:
+            await ctx.push("tick", {"time": time.strftime("%H:%M:%S"), "left": round(until - now)},
+                           client_id=client_id)
+    expired = [client_id for client_id, until in watchers.items() if until <= now]
+    if expired:
+        for client_id in expired:
+            del watchers[client_id]
+        await ctx.scope.set(WATCHERS, watchers)
 
 
 @task.function

@@ -120,6 +120,11 @@ class Daemon:
     def wait(self, timeout=20):
         return self.proc.wait(timeout)
 
+    def kill(self):
+        """SIGKILL: the node dies without a word to anyone (a crash, a lost machine)."""
+        self.proc.kill()
+        self.proc.wait()
+
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

@@ -43,7 +43,8 @@ class Process:
 
 
 class ProcessContext:
-    """What a process gets: ``push``, ``scope``, ``session_of``, ``sleep``, ``log``.
+    """What a process gets: ``push``, ``scope``, ``session_of``, ``sleep``,
+    ``log`` and ``node_name``.
 
     Pushes carry the process's name as their ``stream`` (the WebSocket door's
     ``streamId``), on every node.
@@ -51,6 +52,7 @@ class ProcessContext:
 
     def __init__(self, node, name, clock):
         self._node, self.name, self._clock = node, name, clock
+        self.node_name = node.name  # [server] name of the node running it
         self.log = Logger(namespace=f"hpxd.process.{name}")
         self.running = True  # False once the node stopped this run of the process
 

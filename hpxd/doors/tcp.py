@@ -560,7 +560,8 @@ class HpxProtocol(FrameReceiver):
 
     def _make_environ(self):
         # Read-only, one for all calls of the connection.
-        self._environ = MappingProxyType({"door": "tcp", "peer": self.peer})
+        self._environ = MappingProxyType({"door": "tcp", "peer": self.peer,
+                                          "client_id": self.client_id})
         return self._environ
 
     def _send(self, function_name, value):
