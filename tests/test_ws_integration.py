@@ -209,3 +209,20 @@ def test_serverquit_over_ws_reaches_a_tcp_client(tmp_path):
         assert d.wait(15) == 0
     finally:
         d.stop()
+
+
+def test_the_demo_clock_process_ticks_to_the_connection_that_asked(daemon):
+    with ws(daemon) as watcher, ws(daemon) as other:
+        assert ask(watcher, 1, "watch_clock", {"seconds": 2})[0]["data"] == 2
+        ticks = []
+        while len(ticks) < 2:
+            message = json.loads(watcher.recv(timeout=5))
+            if message.get("action") == "tick":
+                ticks.append(message)
+        assert all(t["streamId"] == "clock" and set(t["data"]) == {"time", "left"}
+                   for t in ticks)
+        # the other connection did not ask: after a tick's time, only its answer comes
+        time.sleep(1.2)
+        other.send(json.dumps({"streamId": 2, "action": "add", "data": [1, 1]}))
+        assert [json.loads(other.recv(timeout=5)) for _ in range(2)] == [
+            {"streamId": 2, "data": 2}, {"streamId": 2, "close": True}]
