@@ -226,3 +226,49 @@ def test_the_demo_clock_process_ticks_to_the_connection_that_asked(daemon):
         other.send(json.dumps({"streamId": 2, "action": "add", "data": [1, 1]}))
         assert [json.loads(other.recv(timeout=5)) for _ in range(2)] == [
             {"streamId": 2, "data": 2}, {"streamId": 2, "close": True}]
+
+
+def test_a_slow_reader_is_dropped_and_the_daemons_memory_stays_bounded(tmp_path):
+    """A raw-socket WebSocket client that never reads, flooded with broadcasts
+    by another (websockets) client: dropped past [web] max_queued_bytes,
+    logged, and the daemon's RSS grows far less than what was pushed at it."""
+    import socket
+
+    from hpxd.core.passwords import hash_password
+    users = [("ed", hash_password("ed-pw", log2_n=10), "user")]
+    web = WEB.replace("max_body_bytes = 65536", "max_body_bytes = 262144\n"
+                      "max_queued_bytes = 262144")
+    d = Daemon(tmp_path, tcp_config(SERVER, users).replace("[web]\nlisten = []\n", web)).start()
+    slow = socket.create_connection(("127.0.0.1", d.web_port), timeout=5)
+    try:
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     b"Sec-WebSocket-Version: 13\r\n\r\n")
+        with ws(d) as sender:
+            ask(sender, 1, "login", {"user": "ed", "password": "ed-pw"})
+            rss_before = d.rss_kib()
+            big = "x" * 100_000
+            pushed = 0
+            for n in range(2, 202):  # 20 MB of broadcasts
+                ask(sender, n, "announce", {"message": big})
+                pushed += len(big)
+            assert "dropping ws client" in d.log() and "it does not read" in d.log()
+            growth = d.rss_kib() - rss_before
+            assert growth < 8 * 1024, (growth, pushed)  # KiB; not the MBs pushed at it
+            assert ask(sender, 999, "add", [1, 2])[0]["data"] == 3  # the daemon serves on
+        # The server dropped it: reading now ends (or is reset) after what
+        # the kernels held, instead of being fed on and on.
+        received = 0
+        while True:
+            try:
+                chunk = slow.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            received += len(chunk)
+            assert received < 4 * 1024 * 1024, "the slow reader is still being fed"
+    finally:
+        slow.close()
+        d.stop()
