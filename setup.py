@@ -9,7 +9,10 @@ setup(
     # find_packages() alone would leave the twistd plugin out.
     packages=find_packages(exclude=["tests*", "bench*"]) + ["twisted.plugins"],
     # hpxd/hpxd.toml links to config/hpxd.toml: twistd hpxd --print-config prints it.
-    package_data={"twisted": ["plugins/hpxd_plugin.py"], "hpxd": ["hpxd.toml"]},
+    # The console page's files (hpxd/doors/web/console/) are served from the package.
+    package_data={"twisted": ["plugins/hpxd_plugin.py"], "hpxd": ["hpxd.toml"],
+                  "hpxd.doors.web": ["console/index.html", "console/console.js",
+                                     "console/console.css"]},
     install_requires=[
         "Twisted[tls]>=24.7",
         "autobahn>=24.4",
@@ -19,6 +22,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-twisted>=1.14", "happypandax-client==1.0.0",
-                 "websockets>=12"],
+                 "websockets>=12",
+                 # drives Debian's chromium (apt) in the console's browser test
+                 "playwright>=1.40"],
     },
 )

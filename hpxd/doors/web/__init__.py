@@ -63,7 +63,14 @@ class NoSuchPath(resource.Resource):
 
 
 class Root(resource.Resource):
-    """``/``: the web doors' resources by their first path segment."""
+    """``/``: the console page; below it the web doors' resources by their
+    first path segment."""
+
+    def __init__(self):
+        super().__init__()
+        # Imported here: the console module imports this one.
+        from hpxd.doors.web.console import ConsolePage
+        self.putChild(b"", ConsolePage())  # "/" is the one empty segment
 
     def getChild(self, name, request):
         return NoSuchPath()
