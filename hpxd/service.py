@@ -74,7 +74,7 @@ def build_node(config, task, reactor):
     records = RecordStore(open_pool(config.database_url))
     names = ClientNames(backend.leases, backend.hub, config.processes.lease_seconds, reactor)
     node = Node(config.server.name, task, auth, backend.sessions, backend.scope, backend.hub,
-                records, backend.is_ready, names)
+                records, backend.is_ready, names, config.sessions.connection_grace_seconds)
     return node, backend
 
 

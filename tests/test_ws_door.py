@@ -4,6 +4,7 @@ service in this process and autobahn clients on real sockets."""
 
 import pytest
 import pytest_twisted
+from twisted.internet import task as ttask
 
 from hpxd.app import Task
 from hpxd.core.passwords import hash_password
@@ -11,6 +12,7 @@ from tests.door_clients import DoorError, WsClient
 from tests.support import start_service
 
 PASSWORD = "alice-pw-1"
+GRACE = 0.5  # seconds a connection-bound session outlives its last connection
 
 
 def make_app():
@@ -48,6 +50,7 @@ async def service(backend, tmp_path):
         "tcp": {"listen": []},
         "web": {"listen": ["tcp:0:interface=127.0.0.1"]},
         "auth": {"failed_login_delay": 0.05},
+        "sessions": {"connection_grace_seconds": GRACE},
         "backend": backend,
         "roles": {"guest": {"privileges": {"*": ["view"], "catalog": []}},
                   "user": {"privileges": {"*": ["view", "edit"]}}},
@@ -128,3 +131,65 @@ async def test_session_of_an_introduced_client(service):
     session = await service.node.session_of("desk-1")
     assert session is not None and session.user_name == "alice"
     assert await service.node.session_of("nobody") is None
+
+
+def sleep(seconds):
+    from twisted.internet import reactor
+    return ttask.deferLater(reactor, seconds, lambda: None)
+
+
+async def alive(service, session_id):
+    """Whether the session lives (the look extends its lifespan)."""
+    try:
+        await service.node.sessions.get(session_id)
+        return True
+    except Exception:
+        return False
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_session_made_on_a_connection_ends_a_grace_after_it_closes(service):
+    guest, user = await connect(service), await connect(service)
+    guest_session = await guest.guest()
+    user_session = await user.login("alice", PASSWORD)
+    await guest.close()
+    await user.close()
+    # (no look in between: a look is a use, and a use restores the lifespan)
+    await sleep(GRACE * 2)
+    assert not await alive(service, guest_session)
+    assert not await alive(service, user_session)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_session_in_use_by_another_connection_is_kept(service):
+    first = await connect(service)
+    session_id = await first.guest()
+    second = await connect(service)
+    await second.attach(session_id)
+    await first.close()
+    await sleep(GRACE * 2)
+    assert (await second.call("add", [1, 2])).value == 3  # still its session
+    assert second.session == session_id and await alive(service, session_id)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_session_used_again_within_the_grace_lives_on(service):
+    first = await connect(service)
+    session_id = await first.guest()
+    await first.close()
+    await sleep(GRACE / 3)
+    again = await connect(service)
+    await again.attach(session_id)  # a reconnecting browser
+    await again.close()  # attached, not made here: its closing does not bind it
+    await sleep(GRACE * 2)
+    assert await alive(service, session_id)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_session_attached_from_elsewhere_is_not_bound_to_the_connection(service):
+    made_elsewhere = await service.node.login.guest("tcp-peer")
+    client = await connect(service)
+    await client.attach(made_elsewhere.id)
+    await client.close()
+    await sleep(GRACE * 2)
+    assert await alive(service, made_elsewhere.id)

@@ -70,6 +70,12 @@ class MemorySessionStore:
         self._sessions.pop(session_id, None)
         return defer.succeed(None)
 
+    def expire_in(self, session_id, seconds):
+        entry = self._sessions.get(session_id)
+        if entry is not None:
+            entry[2] = min(entry[2], self.clock.seconds() + seconds)
+        return defer.succeed(None)
+
     def purge(self):
         now = self.clock.seconds()
         dead = [sid for sid, (_, _, expires) in self._sessions.items() if expires <= now]

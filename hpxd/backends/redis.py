@@ -207,6 +207,10 @@ class RedisLink(service.Service):
         self.up = None  # unknown until the first connection or failure
         self.subscribed = False
         self._waiting = []
+        # For /metrics (read through RedisHub.counts): commands Redis
+        # answered, and commands that failed (Redis away, no reply in time,
+        # an error reply).
+        self.round_trips = self.errors = 0
 
     def subscriber_factory(self, hub):
         factory = _SubscriberFactory(None, None, 1, isLazy=True,
@@ -270,6 +274,7 @@ class RedisLink(service.Service):
             connection = self._connection()
             d = getattr(connection, command)(*args, **kwargs)
         except (errors.BackendUnavailable, txredisapi.ConnectionError) as e:
+            self.errors += 1
             return defer.fail(self._unavailable(e))
         if not connection.outstanding:  # its reply clock starts now
             connection.last_progress = self.reactor.seconds()
@@ -282,8 +287,11 @@ class RedisLink(service.Service):
     def _answered(self, result, connection):
         connection.outstanding -= 1
         connection.last_progress = self.reactor.seconds()
-        if isinstance(result, Failure) and result.check(txredisapi.ConnectionError):
-            raise self._unavailable(result.value)  # TimeoutError is one too
+        if isinstance(result, Failure):
+            self.errors += 1
+            if result.check(txredisapi.ConnectionError):
+                raise self._unavailable(result.value)  # TimeoutError is one too
+        self.round_trips += 1  # a reply came (an error reply too)
         if not self.up:  # a reply: Redis is back, even if no connection was new
             self.mark(True)
         return result
@@ -447,6 +455,12 @@ class RedisSessionStore:
     async def delete(self, session_id):
         await self.link.run("delete", self.key(session_id))
 
+    @deferred
+    async def expire_in(self, session_id, seconds):
+        # LT: never lengthen; a later GETEX (any use) restores the lifespan.
+        await self.link.run("execute_command", "PEXPIRE", self.key(session_id),
+                            max(1, int(seconds * 1000)), "LT")
+
 
 @implementer(IScope)
 class RedisScope:
@@ -532,6 +546,12 @@ class RedisHub(LocalClients):
         self.node_id = secrets.token_hex(8)
         self.channel = f"hpxd:{link.settings['db']}:hub"
         self._bad_versions = set()
+        self.messages_in = self.messages_out = 0  # from and to the other nodes
+
+    def counts(self):
+        """The backend's counts for /metrics (hpxd.core.metrics)."""
+        return {"hub_in": self.messages_in, "hub_out": self.messages_out,
+                "round_trips": self.link.round_trips, "errors": self.link.errors}
 
     def _push(self, action, data, stream, session_id=None, client_id=None):
         """Deliver here at once, then publish to the other nodes (a push to
@@ -547,6 +567,7 @@ class RedisHub(LocalClients):
         here = self.deliver(HubMessage(PUSH, action, data, stream), session_id, client_id)
         if client_id is not None and here:
             return defer.succeed(None)
+        self.messages_out += 1
         return self.link.run("publish", self.channel, text).addCallback(_none)
 
     def command(self, name):
@@ -564,6 +585,7 @@ class RedisHub(LocalClients):
                 return
             if message["node"] == self.node_id:
                 return
+            self.messages_in += 1
             self.deliver(HubMessage(PUSH, message["action"], message.get("data"),
                                     message.get("stream")),
                          session_id=message.get("session"), client_id=message.get("client"))

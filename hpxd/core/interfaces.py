@@ -48,6 +48,11 @@ class ISessionStore(Interface):
     def delete(session_id):
         """Forget a session (logout). Fires with None."""
 
+    def expire_in(session_id, seconds):
+        """Let the session live only ``seconds`` more unless it is used
+        meanwhile (a use restores its sliding lifespan). Fires with None.
+        For sessions bound to a connection that closed."""
+
 
 class IScope(Interface):
     """The application's global shared store (cluster-wide with Redis).

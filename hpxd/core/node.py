@@ -22,7 +22,7 @@ class Node:
     log = Logger()
 
     def __init__(self, name, task, auth, sessions, scope, hub, records=None,
-                 backend_ready=None, client_names=None):
+                 backend_ready=None, client_names=None, connection_grace=10):
         self.name = name
         self.task = task
         self.auth = auth
@@ -32,6 +32,8 @@ class Node:
         self.records = records
         self.backend_ready = backend_ready or (lambda: True)  # see hpxd.core.health
         self.client_names = client_names  # hpxd.core.clients.ClientNames
+        # Seconds a session made by a connection outlives it ([sessions]).
+        self.connection_grace = connection_grace
         self.login = Login(auth, sessions)
         self.dispatcher = Dispatcher(self)
         self.control = ServerControl(self)

@@ -72,6 +72,7 @@ class HpxWebSocket(WebSocketServerProtocol):
         self.session_id = None
         self.client_id = None
         self.connection_id = None  # the first, random client id: holds a chosen one
+        self.bound = set()  # ids of the sessions this connection made (guest, login)
         self.streams = set()  # streamIds of calls running on this connection
         self.backpressure = None
         self.peer_text = "?"
@@ -117,9 +118,19 @@ class HpxWebSocket(WebSocketServerProtocol):
             factory.connections.discard(self)
             factory.node.hub.unregister(self)
             factory.node.client_names.forget(self)
+            self._unbind(factory.node)
             log.info("ws connection from {peer} closed ({code})", peer=self.peer_text,
                      code=code)
         factory.check_idle()
+
+    def _unbind(self, node):
+        """Sessions this connection made live ``connection_grace_seconds``
+        after it closes, unless another client of this node uses them (or
+        someone uses them meanwhile: that restores their lifespan)."""
+        in_use = {client.session_id for client in node.hub.clients()}
+        for session_id in self.bound - in_use:
+            node.sessions.expire_in(session_id, node.connection_grace).addErrback(
+                lambda f: f.trap(errors.HpxdError))
 
     def close_with(self, code, reason):
         # sendClose() takes only 1000 and 3000-4999 from applications; the
@@ -193,7 +204,11 @@ class HpxWebSocket(WebSocketServerProtocol):
         login = self.factory.node.login
         if self.session_id is not None:
             return self._use(await login.attach(self.session_id, self.peer_text))
-        return self._use(await login.guest(self.peer_text))
+        return self._bind(await login.guest(self.peer_text))
+
+    def _bind(self, session):
+        self.bound.add(session.id)
+        return self._use(session)
 
     def _use(self, session):
         if session.id != self.session_id:
@@ -208,7 +223,7 @@ class HpxWebSocket(WebSocketServerProtocol):
             return {"session": session.id, "user": session.user_name, "role": session.role}
         if action == "login":
             user, password = _fields(data, "user", "password")
-            session = self._use(await login.login(user, password, self.peer_text))
+            session = self._bind(await login.login(user, password, self.peer_text))
             return {"session": session.id, "user": session.user_name, "role": session.role}
         if action == "attach":
             (session_id,) = _fields(data, "session")
@@ -227,6 +242,7 @@ class HpxWebSocket(WebSocketServerProtocol):
                 raise errors.AuthRequired("logout: this connection has no session")
             session = await login.attach(self.session_id, self.peer_text)
             self.session = self.session_id = None
+            self.bound.discard(session.id)
             self.factory.node.client_names.session_changed(self, None)
             await login.logout(session, self.peer_text)
             return None
