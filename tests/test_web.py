@@ -89,7 +89,7 @@ def test_the_web_door_keeps_the_door_contract(tmp_path):
 
 
 @pytest_twisted.ensureDeferred
-@pytest.mark.parametrize("path", ["/", "/nope", "/healthz/extra/x", "/wss"])
+@pytest.mark.parametrize("path", ["//", "/nope", "/healthz/extra/x", "/wss"])
 async def test_a_path_nobody_serves_is_a_json_404(web, path):
     response, body = await web.get(path)
     if path.startswith("/healthz/"):  # a leaf answers for everything below it
