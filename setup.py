@@ -19,6 +19,13 @@ setup(
         "service-identity>=24.1",
         "txredisapi>=1.6.0",
         "hiredis>=2.0",  # txredisapi's C reply parser when installed: far less CPU per reply
+        # Records (hpxd/core/records.py): SQLAlchemy Core builds every statement
+        # (dialects, bound parameters, pooling) for SQLite and PostgreSQL alike.
+        "SQLAlchemy>=2.0,<3",
+        # PostgreSQL's driver, a plain dependency rather than an extra: moving
+        # records to a shared server is a config change, with no reinstall on
+        # every node. The binary wheel carries its own libpq.
+        "psycopg[binary]>=3.1,<4",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-twisted>=1.14", "happypandax-client==1.0.0",

@@ -35,6 +35,10 @@ def _pos_int(v):
     return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
 
+def _pos_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+
+
 def _non_neg_number(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
 
@@ -93,6 +97,10 @@ SCHEMA = {
     },
     "database": {
         "url": (_str, "a string", "sqlite:///{data_dir}/hpxd.sqlite3"),
+        "pool_size": (_pos_int, "an integer > 0", 4),
+        "connect_timeout": (_pos_number, "a number > 0", 5),
+        "statement_timeout": (_pos_number, "a number > 0", 10),
+        "max_rows": (_pos_int, "an integer > 0", 1000),
     },
     "auth": {
         "guest_allowed": (_bool, "true or false", True),
@@ -268,17 +276,43 @@ def _cross_checks(config, where, check_endpoint):
 
 
 def _check_database_url(config, where):
+    url = config.database.url
+    if url.startswith(("postgresql://", "postgresql+psycopg://")):
+        problem = _postgresql_url_problem(url)
+    else:
+        problem = _sqlite_url_problem(config.database_url)
+    if problem:
+        raise ConfigError(where, "database.url",
+                          f"{problem}: it must look like sqlite:///PATH, three slashes and "
+                          "then a relative path or an /absolute one (\"{data_dir}\" allowed), "
+                          "or sqlite:///:memory:, or postgresql://USER@HOST[:PORT]/DATABASE; "
+                          f"not {url!r}")
+
+
+def _sqlite_url_problem(url):
     # Anything else used to be opened somehow: "sqlite://x.db" or "sqlite:///"
     # gave SQLite an empty path, a temporary database lost at every restart,
-    # and records.sqlite_path drops a ?query or #fragment without a word.
-    url = config.database.url
-    path = config.database_url[len("sqlite:///"):]
-    if (not url.startswith("sqlite:///") or not path or path.endswith("/")
-            or "?" in path or "#" in path):
-        raise ConfigError(where, "database.url",
-                          "must look like sqlite:///PATH, three slashes and then a relative "
-                          "path or an /absolute one (\"{data_dir}\" allowed), or "
-                          f"sqlite:///:memory:; not {url!r}")
+    # and a ?query or #fragment would be dropped without a word.
+    path = url[len("sqlite:///"):]
+    if not url.startswith("sqlite:///"):
+        return "not a sqlite:/// or postgresql:// URL"
+    if not path or path.endswith("/") or "?" in path or "#" in path:
+        return "not a file path"
+    return None
+
+
+def _postgresql_url_problem(url):
+    parts = urlsplit(url)
+    try:
+        parts.port
+    except ValueError:
+        return "the port is not a number"
+    database = parts.path[1:]
+    if not database or "/" in database:
+        return "no database name"
+    if parts.fragment:
+        return "a #fragment"
+    return None
 
 
 def _check_socket_dir(description, key, where):

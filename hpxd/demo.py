@@ -14,16 +14,22 @@
                               by default, at most 300)
     fail()                    raises an unexpected error (shows code 100)
     catalog.test(a, b)        a + b, refused to guests
-    catalog.list(limit)       rows of the catalog table
-    catalog.add(name, price)  insert a row (create privilege)
-    catalog.remove(id)        delete a row (delete privilege)
+    catalog.list(limit, offset, filters, order_by)
+                              records of the catalog table (docs/records.md)
+    catalog.count(filters)    how many records match
+    catalog.get(id)           {"record": ..., "hash": ...} or null
+    catalog.add(name, price)  insert a record, returns its id (create privilege)
+    catalog.save(id, values, expect_hash)
+                              update a record; refused (400) if it changed
+                              since its hash was read (edit privilege)
+    catalog.remove(id)        delete a record (delete privilege)
 """
 
 import time
 
 from twisted.internet import reactor, task as ttask
 
-from hpxd.app import Task
+from hpxd.app import Task, record_hash
 
 task = Task("demo")
 
@@ -134,15 +140,35 @@ def test(item, a, b):
 
 
 @catalog.function(name="list")
-async def list_(item, limit=100):
-    return await item.records.select(limit=min(int(limit), 1000))
+async def list_(item, limit=100, offset=0, filters=None, order_by=None):
+    """Catalog records: filters [[field, op, value], ...], order_by ["-price", "name"]."""
+    return await item.records.open(filters=filters, order_by=order_by, limit=limit,
+                                   offset=offset)
+
+
+@catalog.function
+async def count(item, filters=None):
+    return await item.records.count(filters=filters)
+
+
+@catalog.function
+async def get(item, id):
+    """The record with this id and its hash (send it back to save), or null."""
+    record = await item.records.get(id)
+    return None if record is None else {"record": record, "hash": record_hash(record)}
 
 
 @catalog.function(requires="create", name="add")
 async def add_row(item, name, price):
-    return await item.records.insert({"name": str(name), "price": float(price)})
+    return await item.records.insert({"name": name, "price": price})
+
+
+@catalog.function(requires="edit")
+async def save(item, id, values, expect_hash=None):
+    """Change fields of a record; with expect_hash, only if nobody saved it since."""
+    return await item.records.update(id, values, expect_hash=expect_hash)
 
 
 @catalog.function(requires="delete")
 async def remove(item, id):
-    return await item.records.delete(int(id)) == 1
+    return await item.records.delete(id)

@@ -29,7 +29,7 @@ from hpxd.core.auth import Authenticator
 from hpxd.core.clients import ClientNames
 from hpxd.core.node import Node
 from hpxd.core.processes import ProcessRunner
-from hpxd.core.records import RecordStore, open_pool
+from hpxd.core.records import store_from_config
 
 
 def load_task(module_name):
@@ -71,7 +71,7 @@ def _authenticator(config, reactor):
 def build_node(config, task, reactor):
     backend = backends.build(config, reactor)
     auth = _authenticator(config, reactor)
-    records = RecordStore(open_pool(config.database_url))
+    records = store_from_config(config, reactor)
     names = ClientNames(backend.leases, backend.hub, config.processes.lease_seconds, reactor)
     node = Node(config.server.name, task, auth, backend.sessions, backend.scope, backend.hub,
                 records, backend.is_ready, names, config.sessions.connection_grace_seconds)
@@ -136,12 +136,16 @@ class HpxdService(service.MultiService):
         self.reactor.callFromThread(self.reload)
 
     async def _prepare_database(self):
+        records = self.node.records
+        records.start()  # its thread pool; stopped by records.close() in _stop
         try:
-            await self.node.records.prepare(self.node.task.items())
+            await records.prepare(self.node.task.items())
         except Exception as e:
-            raise RuntimeError(f"cannot open the database {self.config.database_url} ({e}); "
-                               "its directory and file must be writable by the user hpxd "
-                               "runs as") from None
+            hint = ("its directory and file must be writable by the user hpxd runs as"
+                    if records.where.startswith("sqlite") else
+                    "is the server up, and may this user connect and create tables?")
+            raise RuntimeError(f"cannot open the database {records.where} ({e}); "
+                               f"{hint}") from None
 
     async def _start(self):
         for line in configmod.unknown_privilege_items(self.config, self.node.task):

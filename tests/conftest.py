@@ -1,3 +1,6 @@
+import os
+import secrets
+
 import pytest
 import pytest_twisted
 
@@ -55,3 +58,49 @@ def redis_server(tmp_path):
     server = RedisServer(tmp_path).start()
     yield server
     server.stop()
+
+
+# -- PostgreSQL for the record tests ---------------------------------------------
+# The server is named by one environment variable; CI (.ci/run) makes sure a
+# local one runs. Tests never stop or reconfigure it: each makes a database of
+# its own and drops it afterwards.
+POSTGRES_ENV = "HPXD_TEST_POSTGRES"
+POSTGRES_DEFAULT = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _postgres_admin():
+    """An autocommit connection to the server of $HPXD_TEST_POSTGRES, or a
+    skip (a failure with HPXD_REQUIRE_SERVICES=1) when there is none."""
+    from tests.support import REQUIRE_SERVICES
+    url = os.environ.get(POSTGRES_ENV, POSTGRES_DEFAULT)
+    try:
+        import psycopg
+        return url, psycopg.connect(url, autocommit=True, connect_timeout=3)
+    except Exception as e:  # not installed, not running, refused: all mean "no server"
+        message = f"no PostgreSQL at {POSTGRES_ENV}={url} ({type(e).__name__}: {e})"
+        if REQUIRE_SERVICES:
+            pytest.fail(message + " (HPXD_REQUIRE_SERVICES=1)")
+        pytest.skip(message)
+
+
+@pytest.fixture
+def postgres_url():
+    """The URL of a throw-away PostgreSQL database, dropped after the test
+    (with any connection still open to it)."""
+    from urllib.parse import urlsplit, urlunsplit
+    url, admin = _postgres_admin()
+    name = f"hpxd_test_{os.getpid()}_{secrets.token_hex(4)}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield urlunsplit(urlsplit(url)._replace(path="/" + name))
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """Each record test runs twice: on a SQLite file and on a real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/db/records.sqlite3"
+    return request.getfixturevalue("postgres_url")

@@ -13,7 +13,8 @@ from hpxd.core.auth import PRIVILEGES
 from hpxd.core.processes import Process
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-FIELD_TYPES = {"text": "TEXT", "integer": "INTEGER", "real": "REAL", "boolean": "INTEGER"}
+# Field types of table-backed items; their columns and values: hpxd.core.record_values.
+FIELD_TYPES = ("text", "integer", "real", "boolean", "date", "datetime")
 
 
 class Function:

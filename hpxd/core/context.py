@@ -35,7 +35,9 @@ class ItemContext:
 
     @property
     def records(self):
-        """The item's table (``hpxd.core.records.RecordTable``); only on table-backed items."""
+        """The item's table, only on table-backed items: ``open``, ``count``,
+        ``get``, ``insert``, ``update``, ``delete``, ``apply`` (Deferreds;
+        ``hpxd.core.records.RecordTable``, docs/records.md)."""
         if not self.item.fields:
             raise AttributeError(f"item {self.item.path!r} has no fields, so no table")
         return self._node.records.table(self.item)

@@ -75,6 +75,22 @@ class BackendUnavailable(HpxdError):
     code, title, http_status = 504, "shared backend unavailable", 503
 
 
+class DatabaseUnavailable(HpxdError):
+    """The records' database is unreachable, or did not answer within
+    ``[database] statement_timeout``."""
+
+    code, title, http_status = 505, "database unavailable", 503
+
+
+class StaleRecord(ApplicationError):
+    """An update whose ``expect_hash`` is not the hash of the record as it
+    is now (someone saved it since), or a change to a record that is gone.
+    Code 400 like any refusal of the app; doors that can say "conflict"
+    (the form door) tell it apart by its class."""
+
+    title = "the record changed since it was read"
+
+
 class NotStreamable(HpxdError):
     """``item.send`` on a door whose calls cannot carry streamed values."""
 
@@ -96,5 +112,5 @@ ERROR_TABLE = {cls.code: cls for cls in (
     UnhandledError, ApplicationError, InvalidMessage, FunctionNotFound,
     PermissionDenied, AuthRequired, SessionExpired, ParsingError,
     WrongCredentials, MissingCredentials, BadArguments, ShuttingDown,
-    BackendUnavailable, NotStreamable, NameTaken, JSONParseError,
+    BackendUnavailable, DatabaseUnavailable, NotStreamable, NameTaken, JSONParseError,
 )}
