@@ -99,7 +99,7 @@ class Database:
         def in_thread():
             if abandoned:  # the caller gave up while this waited for a thread
                 return None
-            return self._transaction(work, args, write)
+            return self._transaction(work, args, write, abandoned)
 
         def gave_up(result, timeout):
             abandoned.append(True)
@@ -110,12 +110,17 @@ class Database:
         d.addCallbacks(self._answered, self._failed)
         return d
 
-    def _transaction(self, work, args, write):
+    def _transaction(self, work, args, write, abandoned):
         with self.engine.connect() as connection:
             if write:
                 connection.execution_options(hpxd_write=True)
-            with connection.begin():
-                return work(connection, *args)
+            with connection.begin() as transaction:
+                result = work(connection, *args)
+                if abandoned:
+                    # The caller was told 505 meanwhile (the lock it waited
+                    # for came free just after): do not write behind its back.
+                    transaction.rollback()
+                return result
 
     def _answered(self, result):
         if self._down is not None:
