@@ -145,6 +145,17 @@ def tcp_config(extra="", users=()):
     return text
 
 
+def slow_ws_reader(port):
+    """A socket that upgrades to /ws and then never reads: its receive
+    buffer is made small, so what the server sends piles up in the server."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                 b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                 b"Sec-WebSocket-Version: 13\r\n\r\n")
+    return sock
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -16,7 +16,7 @@ from hpxd import config as configmod
 from hpxd.app import Task
 from hpxd.core.interfaces import IDoor
 from hpxd.service import HpxdService
-from tests.support import start_service
+from tests.support import slow_ws_reader, start_service
 
 # Twisted's HTTP client (used here to ask) warns about its own transport.
 pytestmark = pytest.mark.filterwarnings(
@@ -206,12 +206,8 @@ async def test_a_websocket_client_that_does_not_read_is_dropped(tmp_path):
     """Pushes to a client that never reads pile up in the server only up to
     [web] max_queued_bytes (beyond what the kernel buffers): then it is dropped."""
     web = await start(tmp_path, max_queued_bytes=256 * 1024)
-    sock = socket.create_connection(("127.0.0.1", web.port), timeout=5)
+    sock = slow_ws_reader(web.port)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                     b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                     b"Sec-WebSocket-Version: 13\r\n\r\n")
         sock.setblocking(False)
         hub = web.service.node.hub
         while not hub.clients():  # the upgrade is done

@@ -8,7 +8,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.support import Daemon, RawClient, tcp_config
+from tests.support import Daemon, RawClient, slow_ws_reader, tcp_config
 
 WEB = '[web]\nlisten = ["tcp:0:interface=127.0.0.1"]\nmax_body_bytes = 65536\n'
 SERVER = '[server]\nname = "ws-test"\n'
@@ -232,19 +232,13 @@ def test_a_slow_reader_is_dropped_and_the_daemons_memory_stays_bounded(tmp_path)
     """A raw-socket WebSocket client that never reads, flooded with broadcasts
     by another (websockets) client: dropped past [web] max_queued_bytes,
     logged, and the daemon's RSS grows far less than what was pushed at it."""
-    import socket
-
     from hpxd.core.passwords import hash_password
     users = [("ed", hash_password("ed-pw", log2_n=10), "user")]
     web = WEB.replace("max_body_bytes = 65536", "max_body_bytes = 262144\n"
                       "max_queued_bytes = 262144")
     d = Daemon(tmp_path, tcp_config(SERVER, users).replace("[web]\nlisten = []\n", web)).start()
-    slow = socket.create_connection(("127.0.0.1", d.web_port), timeout=5)
+    slow = slow_ws_reader(d.web_port)
     try:
-        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        slow.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                     b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                     b"Sec-WebSocket-Version: 13\r\n\r\n")
         with ws(d) as sender:
             ask(sender, 1, "login", {"user": "ed", "password": "ed-pw"})
             rss_before = d.rss_kib()
