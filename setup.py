@@ -26,6 +26,9 @@ setup(
         # records to a shared server is a config change, with no reinstall on
         # every node. The binary wheel carries its own libpq.
         "psycopg[binary]>=3.1,<4",
+        # GET /metrics (hpxd/doors/web/metrics.py): the Prometheus text format
+        # and its metric families come from the reference library, not by hand.
+        "prometheus_client>=0.17",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-twisted>=1.14", "happypandax-client==1.0.0",

@@ -5,6 +5,10 @@ Doors call ``Dispatcher.call`` (always a Deferred) or, on a hot path,
 once). Either way every call that starts is counted in ``inflight`` and
 settled when the function finishes, whether or not the door waits for the
 answer, so ``drain()`` always fires.
+
+Every call is also counted in ``metrics`` (hpxd.core.metrics) by door,
+function and result code, and one call in ``SAMPLE_EVERY`` is timed: plain
+dict and int updates, inlined on the common path.
 """
 
 import inspect
@@ -15,6 +19,7 @@ from twisted.logger import Logger
 
 from hpxd.core import errors
 from hpxd.core.context import ItemContext
+from hpxd.core.metrics import NO_DOOR, OK, Metrics, clock
 
 # Results of these types are never awaited; checked first because
 # inspect.isawaitable is slow for plain values.
@@ -36,6 +41,7 @@ class Dispatcher:
         self.accepting = True
         self.inflight = 0
         self._drained = []
+        self.metrics = Metrics()
 
     def call(self, session, fname, args=NO_ARGS, kwargs=None, environ=None, sink=None):
         """Run ``fname(item, *args, **kwargs)`` for ``session``.
@@ -64,35 +70,67 @@ class Dispatcher:
         refused (unknown function, privilege, arguments, shutting down) or
         failed at once.
         """
-        if not self.accepting:
-            raise errors.ShuttingDown()
-        node = self.node
-        function = node.task.resolve(fname)
-        item = function.item
-        if not node.auth.can(session.user_info, item.privilege_key, function.requires):
-            raise errors.PermissionDenied(f"{fname}: your role {session.role!r} lacks "
-                                          f"{function.requires!r} on {item.privilege_key!r}")
-        if kwargs is None:
-            kwargs = {}
-        function.check(args, kwargs)
+        node, metrics = self.node, self.metrics
+        try:
+            door = environ["door"]
+        except (TypeError, KeyError):  # no environ, or one without a door
+            door = NO_DOOR
+        function = None
+        try:
+            if not self.accepting:
+                raise errors.ShuttingDown()
+            function = node.task.resolve(fname)
+            item = function.item
+            if not node.auth.can(session.user_info, item.privilege_key, function.requires):
+                raise errors.PermissionDenied(f"{fname}: your role {session.role!r} lacks "
+                                              f"{function.requires!r} on {item.privilege_key!r}")
+            if kwargs is None:
+                kwargs = {}
+            function.check(args, kwargs)
+        except errors.HpxdError as e:
+            metrics.count_failed(door, function or self._registered(fname), e.code)
+            raise
         ctx = ItemContext(node, item, session, environ, sink, function.full_name)
         # Comparing snapshots costs two JSON dumps: skip them while data is empty.
         before = session.snapshot() if session.data else None
         self.inflight += 1
+        metrics.countdown -= 1  # time one call in metrics.sample_every
+        started = 0.0
+        if not metrics.countdown:
+            metrics.countdown = metrics.sample_every
+            started = clock()
         try:
             result = function.fn(ctx, *args, **kwargs)
         except Exception as e:
             if before is None and not session.data:
                 self._done()
-                raise self._mapped(e, function) from None
-            return defer.ensureDeferred(self._finish(session, function, None, e, before))
+                error = self._mapped(e, function)
+                metrics.ended(door, function, error.code, started)
+                raise error from None
+            return defer.ensureDeferred(self._finish(session, function, None, e, before,
+                                                     door, started))
         if before is None and not session.data and (type(result) in PLAIN
                                                      or not _awaitable(result)):
             self.inflight -= 1  # _done(), inline: every plain call ends here
             if self._drained and not self.inflight:
                 self._fire_drained()
+            try:  # metrics.ended(), inline: plain dicts, no call
+                metrics.answered[door][function] += 1
+            except KeyError:  # this door's or this function's first answer
+                metrics.ended(door, function, OK, 0.0)
+            if started:
+                metrics.timed(door, started)
             return result
-        return defer.ensureDeferred(self._finish(session, function, result, None, before))
+        return defer.ensureDeferred(self._finish(session, function, result, None, before,
+                                                 door, started))
+
+    def _registered(self, fname):
+        """The app's function named ``fname``, or None: a refused call's
+        label is never a name the client made up."""
+        try:
+            return self.node.task.resolve(fname)
+        except errors.HpxdError:
+            return None
 
     def functions(self, session):
         """What ``session`` may call: ``[{name, requires, parameters, doc}]``,
@@ -112,7 +150,18 @@ class Dispatcher:
         self.log.failure("function {fname} failed", fname=function.full_name)
         return errors.UnhandledError()
 
-    async def _finish(self, session, function, result, error, before):
+    async def _finish(self, session, function, result, error, before, door, started):
+        """``_settle``, then count the call as it ended."""
+        try:
+            result = await self._settle(session, function, result, error, before)
+        except Exception as e:
+            code = e.code if isinstance(e, errors.HpxdError) else errors.UnhandledError.code
+            self.metrics.ended(door, function, code, started)
+            raise
+        self.metrics.ended(door, function, OK, started)
+        return result
+
+    async def _settle(self, session, function, result, error, before):
         """Await the function's result, then save the session if it changed."""
         try:
             if error is not None:

@@ -27,6 +27,7 @@ from hpxd.core import control, errors
 from hpxd.core.app import POSITIONAL  # "*args": a call's positional arguments
 from hpxd.core.hub import COMMAND
 from hpxd.core.interfaces import IDoor, IHubClient
+from hpxd.core.metrics import DoorTraffic
 from hpxd.doors import Backpressure, Listener, fire, waiter
 
 EOF_MARK = b"<EOF>"
@@ -271,6 +272,9 @@ class HpxProtocol(FrameReceiver):
         self._user = None  # the user of the session in use, for the close line
         self._messages = 0
         self._opened = 0.0
+        # Bytes moved, for /metrics: an int on the connection is the
+        # cheapest count per read and write; the factory sums them up.
+        self.bytes_in = self.bytes_out = 0
 
     # -- connection life -------------------------------------------------
 
@@ -328,6 +332,7 @@ class HpxProtocol(FrameReceiver):
     def _too_slow(self, queued):
         self.log.warn("dropping TCP client {peer}: it does not read ({queued} bytes waiting)",
                       peer=self.peer, queued=queued)
+        self.factory.dropped_slow += 1
         self._hung_up = True
         self.transport.abortConnection()
 
@@ -375,6 +380,7 @@ class HpxProtocol(FrameReceiver):
     # -- frames in, replies out -------------------------------------------
 
     def dataReceived(self, data):
+        self.bytes_in += len(data)
         if self._closing:
             return
         self._last_activity = self.factory.clock.seconds()  # see _touch
@@ -438,6 +444,7 @@ class HpxProtocol(FrameReceiver):
             except (TypeError, ValueError):
                 data = encode(self._without_bad_values(message))
             self.transport.write(data)
+            self.bytes_out += len(data)
             if self._backpressure.paused:  # the client is not reading
                 self._backpressure.wrote(len(data))
 
@@ -664,9 +671,20 @@ class HpxFactory(Factory):
         self.connections = set()
         self._all_closed = []
         self.drain_waiters = []  # drain() Deferreds: fired once every connection is idle
+        self.dropped_slow = 0  # clients dropped for not reading
+        self.closed_bytes_in = self.closed_bytes_out = 0  # of connections gone
+
+    def traffic(self):
+        """This door's counts for /metrics (hpxd.core.metrics), at scrape time."""
+        open_in = sum(p.bytes_in for p in self.connections)
+        open_out = sum(p.bytes_out for p in self.connections)
+        return DoorTraffic(len(self.connections), self.closed_bytes_in + open_in,
+                           self.closed_bytes_out + open_out, self.dropped_slow)
 
     def connection_lost(self, protocol):
         self.connections.discard(protocol)
+        self.closed_bytes_in += protocol.bytes_in
+        self.closed_bytes_out += protocol.bytes_out
         if not self.connections:
             fire(self._all_closed)
         self.check_drained()
@@ -706,6 +724,7 @@ class TcpDoor(Listener):
     def __init__(self, node, config, reactor=None):
         super().__init__(config, reactor)
         self.factory = HpxFactory(node, config, self.reactor)
+        node.dispatcher.metrics.doors[self.name] = self.factory.traffic
 
     def drain(self):
         return self.factory.drain()
