@@ -156,6 +156,19 @@ def slow_ws_reader(port):
     return sock
 
 
+async def flooded_away(hub, big, pushes=2000):
+    """Broadcast ``big`` (up to 2,000 times: far more than any kernel buffer
+    holds) until the node's one client is dropped; True if it was."""
+    from twisted.internet import reactor, task
+    [client] = hub.clients()
+    for _ in range(pushes):
+        if client not in hub.clients():
+            return True
+        await hub.broadcast("flood", big)
+        await task.deferLater(reactor, 0, lambda: None)
+    return client not in hub.clients()
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -19,7 +19,7 @@ from hpxd.app import Task
 from hpxd.core.metrics import SAMPLE_EVERY, UNKNOWN_FUNCTION
 from hpxd.core.passwords import hash_password
 from tests.door_clients import TcpClient, WsClient, _HpxWire
-from tests.support import start_service
+from tests.support import flooded_away, slow_ws_reader, start_service
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Using readBody with a transport that does not have an abortConnection method")
@@ -290,17 +290,6 @@ async def test_sessions_in_use_by_connections_and_stored(node, backend):
     assert stored == (2 if backend["kind"] == "memory" else None)  # Redis: not counted here
 
 
-async def flooded_away(hub, big, pushes=2000):
-    """Broadcast ``big`` until the node's one client is dropped; True if it was."""
-    [client] = hub.clients()
-    for _ in range(pushes):
-        if client not in hub.clients():
-            return True
-        await hub.broadcast("flood", big)
-        await sleep(0)
-    return client not in hub.clients()
-
-
 @pytest_twisted.ensureDeferred
 async def test_a_dropped_slow_tcp_client_is_counted(tmp_path):
     node = await start(tmp_path, {"kind": "memory"}, tcp={"max_queued_bytes": 256 * 1024})
@@ -317,6 +306,48 @@ async def test_a_dropped_slow_tcp_client_is_counted(tmp_path):
         assert await flooded_away(hub, os.urandom(45000).hex())
         samples, _ = await node.scrape()
         assert value(samples, "hpxd_slow_clients_dropped_total", door="tcp") == 1
+    finally:
+        sock.close()
+        await node.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_ws_bytes_in_and_out_equal_the_message_payloads(node):
+    ws = await node.client(WsClient)
+    sent, received = [], []
+    ws.wire.sendMessage = _recording(ws.wire.sendMessage, sent)
+    ws.wire.onMessage = _recording(ws.wire.onMessage, received)
+    await ws.guest()
+    for n in range(5):
+        await ws.call("add", kwargs={"a": n})
+    samples, _ = await node.scrape()
+    assert value(samples, "hpxd_bytes_received_total", door="ws") == sum(sent)
+    assert value(samples, "hpxd_bytes_sent_total", door="ws") == sum(received)
+    await ws.close()
+    samples, _ = await node.scrape()  # a closed connection's bytes still count
+    assert value(samples, "hpxd_bytes_received_total", door="ws") == sum(sent)
+
+
+def _recording(method, sizes):
+    def record(payload, *args, **kwargs):
+        sizes.append(len(payload))
+        return method(payload, *args, **kwargs)
+    return record
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_dropped_slow_ws_client_is_counted(tmp_path):
+    node = await start(tmp_path, {"kind": "memory"}, web={"max_queued_bytes": 256 * 1024})
+    sock = slow_ws_reader(node.web_port)
+    try:
+        hub = node.service.node.hub
+        while not hub.clients():
+            await sleep(0.01)
+        samples, _ = await node.scrape()
+        assert value(samples, "hpxd_slow_clients_dropped_total", door="ws") == 0
+        assert await flooded_away(hub, "x" * 60000)
+        samples, _ = await node.scrape()
+        assert value(samples, "hpxd_slow_clients_dropped_total", door="ws") == 1
     finally:
         sock.close()
         await node.stop()

@@ -16,7 +16,7 @@ from hpxd import config as configmod
 from hpxd.app import Task
 from hpxd.core.interfaces import IDoor
 from hpxd.service import HpxdService
-from tests.support import slow_ws_reader, start_service
+from tests.support import flooded_away, slow_ws_reader, start_service
 
 # Twisted's HTTP client (used here to ask) warns about its own transport.
 pytestmark = pytest.mark.filterwarnings(
@@ -187,18 +187,6 @@ async def test_the_quit_sequence_closes_keep_alive_connections(web):
         assert closed
     finally:
         sock.close()
-
-
-async def flooded_away(hub, big, pushes=2000):
-    """Broadcast ``big`` (up to 2,000 times: far more than any kernel buffer
-    holds) until the node's one client is dropped; True if it was."""
-    [client] = hub.clients()
-    for _ in range(pushes):
-        if client not in hub.clients():
-            return True
-        await hub.broadcast("flood", big)
-        await sleep(0)
-    return client not in hub.clients()
 
 
 @pytest_twisted.ensureDeferred

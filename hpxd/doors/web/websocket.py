@@ -26,6 +26,7 @@ from hpxd.core import control, errors
 from hpxd.core.app import arguments
 from hpxd.core.hub import COMMAND
 from hpxd.core.interfaces import IHubClient
+from hpxd.core.metrics import DoorTraffic
 from hpxd.doors import Backpressure, fire, waiter
 
 COOKIE = b"hpxd_session"
@@ -73,6 +74,7 @@ class HpxWebSocket(WebSocketServerProtocol):
         self.client_id = None
         self.connection_id = None  # the first, random client id: holds a chosen one
         self.bound = set()  # ids of the sessions this connection made (guest, login)
+        self.bytes_in = self.bytes_out = 0  # message payloads, for /metrics
         self.streams = set()  # streamIds of calls running on this connection
         self.backpressure = None
         self.peer_text = "?"
@@ -115,7 +117,7 @@ class HpxWebSocket(WebSocketServerProtocol):
         self._gone = True
         factory = self.factory
         if self in factory.connections:
-            factory.connections.discard(self)
+            factory.connection_lost(self)
             factory.node.hub.unregister(self)
             factory.node.client_names.forget(self)
             self._unbind(factory.node)
@@ -138,6 +140,7 @@ class HpxWebSocket(WebSocketServerProtocol):
         self.sendCloseFrame(code=code, reasonUtf8=reason.encode("utf-8")[:123], isReply=False)
 
     def too_slow(self, queued):
+        self.factory.dropped_slow += 1
         log.warn("dropping ws client {peer}: it does not read ({queued} bytes waiting)",
                  peer=self.peer_text, queued=queued)
         self.dropConnection(abort=True)
@@ -145,6 +148,7 @@ class HpxWebSocket(WebSocketServerProtocol):
     # -- messages in ----------------------------------------------------------
 
     def onMessage(self, payload, isBinary):
+        self.bytes_in += len(payload)
         if isBinary:  # 1003: a data type this endpoint does not accept
             self.close_with(UNACCEPTABLE, "hpxd's /ws speaks JSON text frames")
             return
@@ -268,6 +272,7 @@ class HpxWebSocket(WebSocketServerProtocol):
             payload = json.dumps({"streamId": message.get("streamId"), "error": error.msg,
                                   "code": error.code}).encode("utf-8")
         self.sendMessage(payload, isBinary=False)
+        self.bytes_out += len(payload)
         if self.backpressure.paused:
             self.backpressure.wrote(len(payload))
 
@@ -299,7 +304,22 @@ class HpxWebSocketFactory(WebSocketServerFactory):
         self.connections = set()
         self._idle = []
         self._closed = []
+        self.dropped_slow = 0  # clients dropped for not reading
+        self.closed_bytes_in = self.closed_bytes_out = 0  # of connections gone
         set_websocket_options(self, config)
+        node.dispatcher.metrics.doors["ws"] = self.traffic
+
+    def traffic(self):
+        """This door's counts for /metrics (hpxd.core.metrics), at scrape time."""
+        return DoorTraffic(len(self.connections),
+                           self.closed_bytes_in + sum(c.bytes_in for c in self.connections),
+                           self.closed_bytes_out + sum(c.bytes_out for c in self.connections),
+                           self.dropped_slow)
+
+    def connection_lost(self, connection):
+        self.connections.discard(connection)
+        self.closed_bytes_in += connection.bytes_in
+        self.closed_bytes_out += connection.bytes_out
 
     @staticmethod
     def new_client_id():
