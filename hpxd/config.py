@@ -264,6 +264,15 @@ def _cross_checks(config, where, check_endpoint):
         _check_redis_url(config.backend.redis_url, where)
         _check_readable(config.backend.redis_ca_file, "backend.redis_ca_file", where)
     _check_database_url(config, where)
+    if config.web.echo_path:
+        # Imported only when needed: a check may run after twistd -u dropped
+        # root, when the interpreter's own files may no longer be readable.
+        from hpxd.doors import WEB_RESOURCES
+        served = {*WEB_RESOURCES, "static"}  # "static": where [web] static_dir goes
+        if config.web.echo_path[1:] in served:
+            raise ConfigError(where, "web.echo_path",
+                              f"{config.web.echo_path!r} is a path the web door serves already "
+                              f"(taken: {', '.join('/' + s for s in sorted(served))})")
     for door in ("tcp", "web"):
         for i, desc in enumerate(getattr(config, door).listen):
             key = f"{door}.listen[{i}]"

@@ -164,6 +164,9 @@ def build_root(node, config, reactor):
     root = Root()
     for segment, factory_path in WEB_RESOURCES.items():
         root.putChild(segment.encode("ascii"), namedAny(factory_path)(node, config, reactor))
+    if config.echo_path:  # for the Autobahn|Testsuite only (config checks it collides with none)
+        from hpxd.doors.web.echo import Echo
+        root.putChild(config.echo_path[1:].encode("ascii"), Echo(node, config, reactor))
     return root
 
 
