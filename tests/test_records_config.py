@@ -2,6 +2,8 @@
 they reach the record store."""
 
 import pytest
+import pytest_twisted
+from twisted.internet import defer
 
 from hpxd import config as configmod
 from hpxd.core.records import store_from_config
@@ -83,5 +85,21 @@ def test_a_password_never_shows_in_the_store_s_name(reactor):
     store = store_from_config(config, reactor)
     try:
         assert "s3cret" not in store.where and "db.example.com/records" in store.where
+    finally:
+        store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_sqlite_in_memory_is_one_database_for_every_thread(reactor):
+    from hpxd.core.app import Task
+    task = Task("shop")
+    task.item("catalog", fields={"name": "text"})
+    store = store_from_config(load('[database]\nurl = "sqlite:///:memory:"\n'), reactor)
+    store.start()
+    try:
+        await store.prepare(task.items())
+        table = store.table(task.item_by_name("catalog"))
+        await defer.gatherResults([table.insert({"name": str(i)}) for i in range(10)])
+        assert await table.count() == 10
     finally:
         store.close()

@@ -160,7 +160,7 @@ class Columns:
         return record_id
 
 
-def count_or_offset(value, what):
+def non_negative(value, what):
     if type(value) is not int or value < 0:
         raise errors.BadArguments(f"{what} must be an integer >= 0, not {_short(value)}")
     return value

@@ -26,7 +26,7 @@ from sqlalchemy import Column, Integer, MetaData, Table, delete, func, insert, s
 from hpxd.core import errors
 from hpxd.core.database import Database
 from hpxd.core.deferreds import deferred
-from hpxd.core.record_query import Columns, count_or_offset
+from hpxd.core.record_query import Columns, non_negative
 from hpxd.core.record_values import TYPES
 
 ID_TYPE = TYPES["integer"]
@@ -100,6 +100,8 @@ def _sql_table(metadata, item):
 
 
 class RecordTable:
+    """The record API of one table-backed item (``item.records``)."""
+
     def __init__(self, store, item):
         self.database = store.database
         self.max_rows = store.max_rows
@@ -107,7 +109,7 @@ class RecordTable:
         types = {"id": ID_TYPE, **{name: TYPES[kind] for name, kind in item.fields.items()}}
         self.columns = Columns(item.path, _sql_table(store.metadata, item), types)
         self.table = self.columns.table
-        # (name, give_out) of the fields whose values change on the way out
+        # field -> its give_out, for the fields whose values change on the way out
         self._give_out = {name: t.give_out for name, t in types.items() if t.give_out}
 
     # -- reading ---------------------------------------------------------------------
@@ -118,7 +120,7 @@ class RecordTable:
         at most ``limit`` (capped at ``[database] max_rows``) from ``offset``."""
         query = (select(*self.columns.chosen(fields)).where(*self.columns.where(filters))
                  .order_by(*self.columns.order(order_by))
-                 .limit(self._limit(limit)).offset(count_or_offset(offset, "offset")))
+                 .limit(self._limit(limit)).offset(non_negative(offset, "offset")))
         return await self.database.read(self._records, query)
 
     @deferred
@@ -143,11 +145,11 @@ class RecordTable:
     def _limit(self, limit):
         if limit is None:
             return self.max_rows
-        return min(count_or_offset(limit, "limit"), self.max_rows)
+        return min(non_negative(limit, "limit"), self.max_rows)
 
     def _records(self, connection, query):  # in a pool thread
         result = connection.execute(query)
-        names = list(result.keys())  # once: per-row mappings cost more than the query
+        names = list(result.keys())  # once, and rows as tuples: cheaper than a mapping per row
         return [self._give(dict(zip(names, row))) for row in result.all()]
 
     def _give(self, record):
