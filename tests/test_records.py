@@ -271,8 +271,10 @@ async def test_a_stale_expect_hash_is_refused_and_nothing_is_written(table):
     await fill(table)
     read = await table.get(2)
     assert await table.update(2, {"stock": 5}) is True  # someone else saves first
-    with pytest.raises(errors.StaleRecord, match="changed since"):
+    with pytest.raises(errors.StaleRecord, match="changed since") as stale:
         await table.update(2, {"stock": 6, "name": "mine"}, expect_hash=record_hash(read))
+    # its own code: a client tells "reload and retry" from a refusal without parsing text
+    assert (stale.value.code, stale.value.http_status) == (416, 409)
     assert await table.get(2) == {**ROWS[1], "id": 2, "stock": 5}
     with pytest.raises(errors.StaleRecord):
         await table.update(99, {"stock": 1}, expect_hash=record_hash(read))

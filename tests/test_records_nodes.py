@@ -69,7 +69,7 @@ def test_a_record_inserted_through_node_a_is_read_through_node_b(two_nodes):
                   expect_hash=read["hash"]) is True
     refused = call(on_a, session_a, "catalog.save", id=record_id, values={"price": 9.0},
                    expect_hash=stale)
-    assert refused["error"]["code"] == 400 and "changed since" in refused["error"]["msg"]
+    assert refused["error"]["code"] == 416 and "changed since" in refused["error"]["msg"]
     assert result(on_a, session_a, "catalog.get", id=record_id)["record"]["price"] == 2.0
 
 

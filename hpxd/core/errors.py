@@ -85,10 +85,10 @@ class DatabaseUnavailable(HpxdError):
 class StaleRecord(ApplicationError):
     """An update whose ``expect_hash`` is not the hash of the record as it
     is now (someone saved it since), or a change to a record that is gone.
-    Code 400 like any refusal of the app; doors that can say "conflict"
-    (the form door) tell it apart by its class."""
+    Its own code, so a client knows to load the record again and retry
+    (the form door's "conflict")."""
 
-    title = "the record changed since it was read"
+    code, title, http_status = 416, "the record changed since it was read", 409
 
 
 class NotStreamable(HpxdError):
@@ -112,5 +112,6 @@ ERROR_TABLE = {cls.code: cls for cls in (
     UnhandledError, ApplicationError, InvalidMessage, FunctionNotFound,
     PermissionDenied, AuthRequired, SessionExpired, ParsingError,
     WrongCredentials, MissingCredentials, BadArguments, ShuttingDown,
-    BackendUnavailable, DatabaseUnavailable, NotStreamable, NameTaken, JSONParseError,
+    BackendUnavailable, DatabaseUnavailable, NotStreamable, NameTaken, StaleRecord,
+    JSONParseError,
 )}
