@@ -137,7 +137,9 @@ class HpxWebSocket(WebSocketServerProtocol):
     def close_with(self, code, reason):
         # sendClose() takes only 1000 and 3000-4999 from applications; the
         # protocol's own codes (1001 going away, 1003) go as a close frame.
-        self.sendCloseFrame(code=code, reasonUtf8=reason.encode("utf-8")[:123], isReply=False)
+        # A close reason is at most 123 bytes: cut whole characters only.
+        reason_utf8 = reason.encode("utf-8")[:123].decode("utf-8", "ignore").encode("utf-8")
+        self.sendCloseFrame(code=code, reasonUtf8=reason_utf8, isReply=False)
 
     def too_slow(self, queued):
         self.factory.dropped_slow += 1
