@@ -11,8 +11,9 @@ from hpxd.core.login import Login
 
 class Node:
     """What a door needs: ``name``, ``task``, ``auth``, ``login``,
-    ``sessions``, ``scope``, ``hub``, ``records``, ``dispatcher`` and
-    ``control``.
+    ``sessions``, ``scope``, ``hub``, ``records``, ``dispatcher``,
+    ``control``, ``client_names`` (ids clients chose: ``introduce_self``)
+    and ``connection_grace``.
 
     ``stopper(status, command)`` is set by the service tree: it stops the
     listeners, waits for calls in flight, pushes ``command`` to every client,
