@@ -171,7 +171,10 @@ class LoadClient(asyncio.Protocol):
                                                + (f" ({exc})" if exc else "")))
 
 
-async def run_clients(port, clients, start_at, seconds, seed):
+async def run_clients(port, clients, start_at, seconds, seed, client=None):
+    """``clients`` connections of ``client`` (LoadClient: HPX), all measured
+    over one window; bench/ws.py passes its WebSocket client."""
+    client = client or LoadClient
     loop = asyncio.get_running_loop()
     end_at = start_at + seconds
     protocols, waits = [], []
@@ -179,7 +182,7 @@ async def run_clients(port, clients, start_at, seconds, seed):
     for _ in range(clients):
         done = loop.create_future()
         _, protocol = await loop.create_connection(
-            lambda done=done: LoadClient(start_at, end_at, done, rng), HOST, port)
+            lambda done=done: client(start_at, end_at, done, rng), HOST, port)
         protocols.append(protocol)
         waits.append(done)
     # No call may hang the run: give up well after the window's end.
@@ -199,10 +202,10 @@ async def run_clients(port, clients, start_at, seconds, seed):
     }
 
 
-def worker_main(args):
+def worker_main(args, client=None):
     try:
         result = asyncio.run(run_clients(args.port, args.clients, args.start_at, args.seconds,
-                                         args.seed))
+                                         args.seed, client))
     except (BenchError, OSError, asyncio.TimeoutError) as e:
         print(json.dumps({"error": f"{type(e).__name__}: {e}"}), flush=True)
         return 1
@@ -404,11 +407,12 @@ def redis_backend_available():
 
 # -- one measured round -----------------------------------------------------------
 
-def measure(server, args, workers, seed, helpers=()):
+def measure(server, args, workers, seed, helpers=(), script=None):
     """Run the clients against ``server`` once; return the round's numbers.
 
     ``helpers`` are other servers it leans on (redis-server): their CPU use
-    is reported too, since they share the same two cores.
+    is reported too, since they share the same two cores. The workers are
+    ``script`` run with ``--worker`` (this file; bench/ws.py passes itself).
     """
     start_at = time.time() + args.warmup + 0.5 + 0.2 * workers  # after connects + warm-up
     shares = [args.clients // workers + (1 if i < args.clients % workers else 0)
@@ -417,7 +421,7 @@ def measure(server, args, workers, seed, helpers=()):
     try:
         for i, n in enumerate(shares):
             procs.append(subprocess.Popen(
-                [sys.executable, str(Path(__file__).resolve()), "--worker",
+                [sys.executable, str(Path(script or __file__).resolve()), "--worker",
                  "--port", str(server.port), "--clients", str(n), "--start-at", repr(start_at),
                  "--seconds", repr(float(args.seconds)), "--seed", str(seed * 100 + i)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
