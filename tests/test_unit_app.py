@@ -208,3 +208,37 @@ def test_duplicates_refused():
 def test_invalid_fields(fields):
     with pytest.raises(ValueError):
         Task("t").item("things", fields=fields)
+
+
+def _signatures():
+    def two(item, a, b): pass
+    def defaulted(item, a, b=1): pass
+    def keyword_only(item, a, *, k): pass
+    def keyword_default(item, a, *, k=1): pass
+    def all_default(item, a=1, b=2): pass
+    def none(item): pass
+    def star(item, a, *rest): pass
+    return [two, defaulted, keyword_only, keyword_default, all_default, none, star]
+
+
+@pytest.mark.parametrize("fn", _signatures(), ids=lambda f: f.__name__)
+def test_check_agrees_with_signature_bind_for_positional_calls(fn):
+    """The fast paths of Function.check never accept what Signature.bind
+    refuses, nor refuse what it accepts."""
+    import inspect
+    task = Task("t")
+    task.function(fn)
+    function = task.resolve(fn.__name__)
+    for n in range(5):
+        for kwargs in ({}, {"k": 1}, {"b": 1}):
+            args = tuple(range(n))
+            try:
+                inspect.signature(fn).bind(None, *args, **kwargs)
+                binds = True
+            except TypeError:
+                binds = False
+            if binds:
+                function.check(args, kwargs)
+            else:
+                with pytest.raises(errors.BadArguments):
+                    function.check(args, kwargs)

@@ -23,7 +23,7 @@ class Function:
     with two set operations instead of ``Signature.bind``."""
 
     __slots__ = ("item", "name", "fn", "requires", "get", "signature", "full_name",
-                 "_allowed", "_required", "_simple")
+                 "_allowed", "_required", "_simple", "_positional")
 
     def __init__(self, item, name, fn, requires="view", get=False):
         self.item, self.name, self.fn = item, name, fn
@@ -38,6 +38,16 @@ class Function:
                                  inspect.Parameter.KEYWORD_ONLY}
         self._allowed = frozenset(p.name for p in params)
         self._required = frozenset(p.name for p in params if p.default is p.empty)
+        # Positional calls alone (the WebSocket door's "data": [a, b]) bind
+        # when their count lies in this range: from the last required
+        # positional parameter to the last positional one. None when a
+        # keyword-only parameter is required (no positional call binds).
+        positional = [p for p in params if p.kind == inspect.Parameter.POSITIONAL_OR_KEYWORD]
+        needed = [i + 1 for i, p in enumerate(positional) if p.default is p.empty]
+        required_keywords = any(p.default is p.empty for p in params
+                                if p.kind == inspect.Parameter.KEYWORD_ONLY)
+        self._positional = None if required_keywords else (max(needed, default=0),
+                                                          len(positional))
 
     def describe(self):
         """This function as clients see it (``Dispatcher.functions``)."""
@@ -51,10 +61,15 @@ class Function:
     def check(self, args, kwargs):
         """Raise BadArguments, naming the function, unless ``fn(item, *args,
         **kwargs)`` binds to the signature. Nothing runs."""
-        if not args and self._simple:
-            keys = kwargs.keys()
-            if keys == self._allowed or self._required <= keys <= self._allowed:
-                return
+        if self._simple:
+            if not args:
+                keys = kwargs.keys()
+                if keys == self._allowed or self._required <= keys <= self._allowed:
+                    return
+            elif not kwargs and self._positional is not None:
+                least, most = self._positional
+                if least <= len(args) <= most:
+                    return
         try:
             self.signature.bind(None, *args, **kwargs)
         except TypeError as e:

@@ -173,9 +173,54 @@ class HpxWebSocket(WebSocketServerProtocol):
         if len(self.streams) >= MAX_STREAMS:
             return self._error(stream, errors.InvalidMessage(
                 f"more than {MAX_STREAMS} calls at once on one connection"))
+        data = message.get("data")
+        if action not in BUILT_IN and self._answer_now(stream, action, data):
+            return
         self.streams.add(stream)
-        d = defer.ensureDeferred(self._run(stream, action, message.get("data")))
+        d = defer.ensureDeferred(self._run(stream, action, data))
         d.addBoth(self._ended, stream)
+
+    def _answer_now(self, stream, fname, data):
+        """Most calls: the session read without I/O (memory backend) and a
+        function that answers at once, without a coroutine or a Deferred
+        (the TCP door's path too). False: take the general path, which
+        also answers every case this one leaves (no session yet, Redis)."""
+        if self.session_id is None:
+            return False
+        node = self.factory.node
+        try:
+            session = node.sessions.get_now(self.session_id)
+        except errors.HpxdError:
+            return False  # the general path answers it (and logs it)
+        if session is None:
+            return False
+        self.session = session
+        try:
+            args, kwargs = arguments(data)
+            result = node.dispatcher.call_now(session, fname, args, kwargs, self.environ,
+                                              lambda name, value: self._send(
+                                                  {"streamId": stream, "data": value}))
+        except errors.HpxdError as e:
+            self._error(stream, e)
+            self._send({"streamId": stream, "close": True})
+            return True
+        if isinstance(result, defer.Deferred):  # it answers later: as the general path
+            self.streams.add(stream)
+            result.addCallbacks(self._answered, self._failed, (stream,), None, (stream,))
+            result.addBoth(self._ended, stream)
+            return True
+        if result is not None:
+            self._send({"streamId": stream, "data": result})
+        self._send({"streamId": stream, "close": True})
+        return True
+
+    def _answered(self, result, stream):
+        if result is not None:
+            self._send({"streamId": stream, "data": result})
+
+    def _failed(self, failure, stream):
+        failure.trap(errors.HpxdError)
+        self._error(stream, failure.value)
 
     async def _run(self, stream, action, data):
         try:
