@@ -7,13 +7,12 @@ settings (size caps, 1009 closes, deflate limits, timeouts, Origin check),
 not autobahn's defaults. Not for production: anyone may bounce data off it.
 """
 
-from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from hpxd.doors import fire, waiter
-from hpxd.doors.web.websocket import set_websocket_options
+from hpxd.doors.web.websocket import UpgradingResource, set_websocket_options
 
 GOING_AWAY = 1001
 log = Logger("hpxd.doors.web.echo")
@@ -86,7 +85,7 @@ class EchoFactory(WebSocketServerFactory):
             connection.dropConnection(abort=True)
 
 
-class Echo(WebSocketResource):
+class Echo(UpgradingResource):
     """``[web] echo_path``, as ``build_root`` mounts it."""
 
     def __init__(self, node, config, reactor):
@@ -95,15 +94,6 @@ class Echo(WebSocketResource):
         log.warn("echo WebSocket at {path}: for conformance tests only, not for production",
                  path=config.echo_path)
 
-    def render(self, request):
-        site = request.channel.site
-        result = super().render(request)
-        site.upgraded(request)  # the connection is the WebSocket's now
-        return result
-
     def drain(self):
         # An echo answers inside onMessage: there is never a call in flight.
         return defer.succeed(None)
-
-    def close_connections(self, reason=None):
-        return self.factory.close_all(reason)

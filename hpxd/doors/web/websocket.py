@@ -412,12 +412,10 @@ def _cookie(header):
     return None
 
 
-class WebSocket(WebSocketResource):
-    """``/ws``, as the web door mounts it (``hpxd.doors.WEB_RESOURCES``)."""
-
-    def __init__(self, node, config, reactor):
-        self.factory = HpxWebSocketFactory(node, config, reactor)
-        super().__init__(self.factory)
+class UpgradingResource(WebSocketResource):
+    """A WebSocket resource of the web door: it hands each upgraded
+    connection over from the site, and closes its connections on a quit
+    (``factory.close_all``)."""
 
     def render(self, request):
         site = request.channel.site
@@ -425,9 +423,17 @@ class WebSocket(WebSocketResource):
         site.upgraded(request)  # the connection is the WebSocket's now
         return result
 
-    def drain(self):
-        return self.factory.drain()
-
     def close_connections(self, reason=None):
         return self.factory.close_all(reason)
+
+
+class WebSocket(UpgradingResource):
+    """``/ws``, as the web door mounts it (``hpxd.doors.WEB_RESOURCES``)."""
+
+    def __init__(self, node, config, reactor):
+        self.factory = HpxWebSocketFactory(node, config, reactor)
+        super().__init__(self.factory)
+
+    def drain(self):
+        return self.factory.drain()
 
