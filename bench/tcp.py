@@ -64,7 +64,29 @@ def decode(frame):
 
 # -- the load generator (worker process) ----------------------------------------
 
-class LoadClient(asyncio.Protocol):
+class Ending:
+    """How a load client's connection ends: ``done`` (an asyncio Future)
+    set, or failed with a BenchError naming the ``state`` it was in."""
+
+    def finish(self):
+        self.state = "done"
+        self.transport.close()
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def fail(self, why):
+        self.state = "failed"
+        self.transport.close()
+        if not self.done.done():
+            self.done.set_exception(BenchError(why))
+
+    def connection_lost(self, exc):
+        if not self.done.done():
+            self.done.set_exception(BenchError(f"server closed the connection in state {self.state}"
+                                               + (f" ({exc})" if exc else "")))
+
+
+class LoadClient(Ending, asyncio.Protocol):
     """One connection: greeting, guest handshake, then ``add`` calls in a loop.
 
     Requests are encoded once, after the handshake, and a reply is gunzipped
@@ -153,22 +175,6 @@ class LoadClient(asyncio.Protocol):
         self.sent_at = time.time()
         self.transport.write(self.frames[self.index][0])
 
-    def finish(self):
-        self.state = "done"
-        self.transport.close()
-        if not self.done.done():
-            self.done.set_result(None)
-
-    def fail(self, why):
-        self.state = "failed"
-        self.transport.close()
-        if not self.done.done():
-            self.done.set_exception(BenchError(why))
-
-    def connection_lost(self, exc):
-        if not self.done.done():
-            self.done.set_exception(BenchError(f"server closed the connection in state {self.state}"
-                                               + (f" ({exc})" if exc else "")))
 
 
 async def run_clients(port, clients, start_at, seconds, seed, client=None):

@@ -205,7 +205,7 @@ def same(payload, expected_bytes, expected):
 
 # -- the load generator (worker process) -----------------------------------------
 
-class LoadClient(WsConnection):
+class LoadClient(tcp_bench.Ending, WsConnection):
     """One connection: handshake, ``session``, then ``add`` calls in a loop.
 
     The interface bench/tcp.py's ``run_clients`` drives: ``done`` is set when
@@ -277,22 +277,6 @@ class LoadClient(WsConnection):
         self.sent_at = time.time()
         self.transport.write(self.calls_to_make[self.index].frame)
 
-    def finish(self):
-        self.state = "done"
-        self.transport.close()
-        if not self.done.done():
-            self.done.set_result(None)
-
-    def fail(self, why):
-        self.state = "failed"
-        self.transport.close()
-        if not self.done.done():
-            self.done.set_exception(BenchError(why))
-
-    def connection_lost(self, exc):
-        if not self.done.done():
-            self.done.set_exception(BenchError(f"server closed the connection in state {self.state}"
-                                               + (f" ({exc})" if exc else "")))
 
 
 # -- the servers -------------------------------------------------------------------
