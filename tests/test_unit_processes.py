@@ -242,3 +242,18 @@ def test_ctx_scope_is_the_nodes_scope():
     runner.startService()
     assert got == [runner.node.scope]
     runner.stopService()
+
+
+def test_a_lease_granted_after_the_node_stopped_is_given_back():
+    task, clock = Task("t"), Clock()
+    leases = MemoryLeases(clock)
+    answer = defer.Deferred()
+    real_acquire = leases.acquire
+    leases.acquire = lambda *args, **kwargs: answer  # Redis answers late
+    task.process("tick", interval=1)(lambda ctx: None)
+    runner = runner_for(task, clock, leases)
+    runner.startService()
+    runner.stopService()  # while the acquire is on its way
+    real_acquire("process:tick", runner.holder, LEASE)  # Redis granted it
+    answer.callback(True)
+    assert leases._holder("process:tick") is None  # freed, not held until it expires

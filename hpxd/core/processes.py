@@ -168,7 +168,10 @@ class ProcessRunner(service.Service):
                                               {"node": self.node.name})
         except errors.HpxdError:
             return  # the backend is away: try again next tick
-        if taken and self.running and not run.holding:
+        if taken and not self.running:  # the node stopped while we asked: give it back
+            d = self.leases.release(run.lease, self.holder)
+            d.addErrback(lambda f: f.trap(errors.HpxdError))
+        elif taken and not run.holding:
             run.holding, run.renewed_at = True, self.clock.seconds()
             self._start(run)
 
