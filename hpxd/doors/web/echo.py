@@ -46,7 +46,10 @@ class EchoProtocol(WebSocketServerProtocol):
         self.transport.registerProducer(ReadPause(self.transport), True)
 
     def onMessage(self, payload, isBinary):
-        self.sendMessage(payload, isBinary)
+        # A message can still arrive after a close frame went out: no echo then
+        # (autobahn refuses to send on a closing connection).
+        if self.state == self.STATE_OPEN:
+            self.sendMessage(payload, isBinary)
 
     def onClose(self, wasClean, code, reason):
         self.factory.connection_lost(self)

@@ -304,7 +304,9 @@ class HpxWebSocket(WebSocketServerProtocol):
     # -- messages out -----------------------------------------------------------
 
     def _send(self, message):
-        if self._gone:
+        # After a close frame (either side's) autobahn refuses to send: an
+        # answer that comes later has nobody to go to.
+        if self._gone or self.state != self.STATE_OPEN:
             return
         try:
             payload = json.dumps(message).encode("utf-8")
