@@ -570,6 +570,14 @@ def summarize(args, rounds):
               f"(per server CPU-second {per_cpu[top] / per_cpu[bottom]:.2f})")
 
 
+def add_worker_args(parser):
+    """The hidden options of worker mode: this script (or bench/ws.py) run by measure()."""
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--start-at", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="Calls/s of hpxd's TCP door vs a bare server of the same wire format.")
@@ -587,11 +595,7 @@ def parse_args(argv=None):
     parser.add_argument("--keep", action="store_true", help="keep the servers' logs")
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="do not pin the server to CPU 0 and the clients to the others")
-    # worker mode, used by measure()
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--start-at", type=float, help=argparse.SUPPRESS)
-    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    add_worker_args(parser)
     args = parser.parse_args(argv)
     if not args.worker:
         if not 1 <= args.clients <= 1000:

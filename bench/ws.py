@@ -621,11 +621,7 @@ def parse_args(argv=None):
     parser.add_argument("--keep", action="store_true", help="keep the servers' logs")
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="do not pin the server to CPU 0 and the clients to the others")
-    # worker mode, used by bench/tcp.py's measure()
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--start-at", type=float, help=argparse.SUPPRESS)
-    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    tcp_bench.add_worker_args(parser)  # worker mode, used by bench/tcp.py's measure()
     args = parser.parse_args(argv)
     if not args.worker:
         check_args(parser, args)

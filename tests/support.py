@@ -169,6 +169,20 @@ async def flooded_away(hub, big, pushes=2000):
     return client not in hub.clients()
 
 
+async def started_store(url, reactor, task, **settings):
+    """A record store (hpxd.core.records.open_store) with its thread pool
+    started and ``task``'s tables prepared; closed again if that fails."""
+    from hpxd.core.records import open_store
+    store = open_store(url, reactor, **settings)
+    store.start()
+    try:
+        await store.prepare(task.items())
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -18,8 +18,7 @@ from twisted.protocols import portforward
 
 from hpxd.core import errors
 from hpxd.core.app import Task
-from hpxd.core.records import open_store
-from tests.support import wait_until
+from tests.support import started_store, wait_until
 
 NAME = "hpxd faults test"  # application_name of the store's connections
 
@@ -35,15 +34,8 @@ def task():
     return catalog_task()
 
 
-async def started(url, reactor, task, **settings):
-    store = open_store(url, reactor, name=NAME, **settings)
-    store.start()
-    try:
-        await store.prepare(task.items())
-    except BaseException:
-        store.close()
-        raise
-    return store
+def started(url, reactor, task, **settings):
+    return started_store(url, reactor, task, name=NAME, **settings)
 
 
 @pytest.fixture

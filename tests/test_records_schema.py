@@ -7,7 +7,7 @@ import pytest_twisted
 from twisted.internet import defer
 
 from hpxd.core.app import Task
-from hpxd.core.records import open_store
+from tests.support import started_store
 
 NODES = 6  # stores (each its own engine and pool, like nodes) preparing at once
 
@@ -19,15 +19,8 @@ def shop(**fields):
     return task
 
 
-async def prepared(url, reactor, task):
-    store = open_store(url, reactor, statement_timeout=20)
-    store.start()
-    try:
-        await store.prepare(task.items())
-    except BaseException:
-        store.close()
-        raise
-    return store
+def prepared(url, reactor, task):
+    return started_store(url, reactor, task, statement_timeout=20)
 
 
 @pytest_twisted.ensureDeferred
