@@ -202,6 +202,19 @@ def test_multi_member_gzip():
     assert inflate(frame_, LIMIT) == b'{"a": 1}'
 
 
+def test_repeated_member_is_read_twice_not_once():
+    # Every member counts, even one identical to the first (its trailer then
+    # matches what the first member gave).
+    member = gzip.compress(b'{"a": 1}')
+    assert inflate(member * 2, LIMIT) == b'{"a": 1}{"a": 1}'
+
+
+def test_bytes_after_the_last_member_are_refused():
+    with pytest.raises(errors.ParsingError) as info:
+        inflate(gzip.compress(b'{"a": 1}') + b"junk", LIMIT)
+    assert info.value.code == 410
+
+
 def test_multi_member_gzip_counts_every_member(counted):
     member = gzip.compress(b"x" * (LIMIT // 2))
     assert len(inflate(member * 2, LIMIT)) == LIMIT

@@ -10,7 +10,6 @@ drains and closes.
 
 import json
 import secrets
-import struct
 import zlib
 from collections import deque
 from types import MappingProxyType
@@ -38,43 +37,39 @@ LOGOUT = "logout"
 NO_ARGS = ()
 
 
-MAX_DEFLATE_RATIO = 1032  # deflate cannot expand data more than this
-GZIP_TRAILER = struct.Struct("<II")  # CRC-32 and size of the member's data
-
-
 def inflate(frame, limit):
     """Gunzip ``frame``, refusing (410) as soon as output would pass ``limit``.
 
     Never inflates more than ``limit + 1`` bytes, so a gzip bomb costs no
-    more memory than an honest message of the largest allowed size.
+    more memory than an honest message of the largest allowed size. A gzip
+    file may hold several members, one after another: all are read, and
+    bytes after the last one are refused, not ignored.
     """
-    if len(frame) * MAX_DEFLATE_RATIO <= limit:
-        # Too small to inflate past the limit whatever it holds: one call.
-        # The trailer's size and CRC must match what came out, or the frame
-        # holds more than one member (or junk), which the loop below handles.
-        try:
-            out = zlib.decompress(frame, 16 + zlib.MAX_WBITS)
-        except zlib.error:
-            out = None
-        if out is not None and frame[-8:] == GZIP_TRAILER.pack(zlib.crc32(out),
-                                                              len(out) & 0xFFFFFFFF):
-            return out
     if not frame:
         raise errors.ParsingError("empty message: expected gzip data before <EOF>")
-    out = bytearray()
-    data = frame
-    while data:  # a gzip file may hold several members
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            out += inflater.decompress(data, limit - len(out) + 1)
-        except zlib.error as e:
-            raise errors.ParsingError(f"bad gzip data ({e})") from None
-        if len(out) > limit:
-            raise errors.ParsingError(f"message inflates to more than {limit} bytes")
-        if not inflater.eof:
-            raise errors.ParsingError("truncated gzip data")
-        data = inflater.unused_data
-    return bytes(out)
+    out, rest = _inflate_member(frame, limit)
+    if not rest:  # the usual message: one member
+        return out
+    parts, size = [out], len(out)
+    while rest:
+        out, rest = _inflate_member(rest, limit - size)
+        parts.append(out)
+        size += len(out)
+    return b"".join(parts)
+
+
+def _inflate_member(data, limit):
+    """The first gzip member of ``data`` inflated, and the bytes after it."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(data, limit + 1)
+    except zlib.error as e:
+        raise errors.ParsingError(f"bad gzip data ({e})") from None
+    if len(out) > limit:
+        raise errors.ParsingError(f"message inflates to more than {limit} bytes")
+    if not inflater.eof:
+        raise errors.ParsingError("truncated gzip data")
+    return out, inflater.unused_data
 
 
 def decode(frame, limit):
@@ -174,7 +169,20 @@ class FrameReceiver(Protocol):
     def dataReceived(self, data):
         if self._read_no_more:
             return
-        if not self._buffer and data.endswith(self.delimiter):
+        delimiter = self.delimiter
+        if (not self._buffer and not self._frames and not self.paused and not self._delivering
+                and data.endswith(delimiter)
+                and data.find(delimiter) == len(data) - len(delimiter)):
+            # The usual read: one whole frame, nothing waiting before it.
+            frame = data[:-len(delimiter)]
+            if len(frame) > self.max_length:
+                self.frameTooLong(len(frame))
+            else:
+                self.frameReceived(frame)
+            if not self._frames and not self.paused and self._read_no_more:
+                self.transport.loseConnection()
+            return
+        if not self._buffer and data.endswith(delimiter):
             # The common case: the read holds whole frames and nothing more.
             self._frames.extend(data[:-len(self.delimiter)].split(self.delimiter))
         else:
