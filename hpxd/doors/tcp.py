@@ -85,9 +85,9 @@ def decode(frame, limit):
 
 
 def check_envelope(message):
-    if type(message) is dict and message.keys() == ENVELOPE_KEYS \
-            and type(message["session"]) is str and type(message["name"]) is str:
-        return message  # the usual, complete envelope
+    if type(message) is dict and len(message) == 3 and type(message.get("session")) is str \
+            and type(message.get("name")) is str and "data" in message:
+        return message  # the usual, complete envelope (three keys, these three)
     if not isinstance(message, dict):
         raise errors.InvalidMessage('a message must be a JSON object {"session", "name", "data"}')
     if not message.keys() <= ENVELOPE_KEYS:
@@ -171,8 +171,7 @@ class FrameReceiver(Protocol):
             return
         delimiter = self.delimiter
         if (not self._buffer and not self._frames and not self.paused and not self._delivering
-                and data.endswith(delimiter)
-                and data.find(delimiter) == len(data) - len(delimiter)):
+                and data.find(delimiter) == len(data) - len(delimiter) >= 0):
             # The usual read: one whole frame, nothing waiting before it.
             frame = data[:-len(delimiter)]
             if len(frame) > self.max_length:
@@ -393,7 +392,7 @@ class HpxProtocol(FrameReceiver):
             return
         self._last_activity = self.factory.clock.seconds()  # see _touch
         self._data_seen = True
-        super().dataReceived(data)
+        FrameReceiver.dataReceived(self, data)
 
     def frameReceived(self, frame):
         self._answering = True
