@@ -26,6 +26,7 @@ from hpxd.core import control, errors
 from hpxd.core.app import POSITIONAL  # "*args": a call's positional arguments
 from hpxd.core.hub import COMMAND
 from hpxd.core.interfaces import IDoor, IHubClient
+from hpxd.core.jsonvalues import load_json
 from hpxd.core.metrics import DoorTraffic
 from hpxd.doors import Backpressure, Listener, fire, waiter
 
@@ -76,7 +77,7 @@ def decode(frame, limit):
     """Frame bytes -> the envelope dict, or an HpxdError."""
     text = inflate(frame, limit)
     try:
-        message = json.loads(text.decode("utf-8"))
+        message = load_json(text.decode("utf-8"))
     except UnicodeDecodeError:
         raise errors.ParsingError("message is not UTF-8") from None
     except ValueError as e:

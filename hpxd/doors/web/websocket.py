@@ -26,6 +26,7 @@ from hpxd.core import control, errors
 from hpxd.core.app import arguments
 from hpxd.core.hub import COMMAND
 from hpxd.core.interfaces import IHubClient
+from hpxd.core.jsonvalues import load_json
 from hpxd.core.metrics import DoorTraffic
 from hpxd.doors import Backpressure, fire, waiter
 
@@ -155,8 +156,9 @@ class HpxWebSocket(WebSocketServerProtocol):
             self.close_with(UNACCEPTABLE, "hpxd's /ws speaks JSON text frames")
             return
         try:
-            message = json.loads(payload)
-        except ValueError as e:
+            # A text frame is UTF-8 (autobahn checks it as it arrives).
+            message = load_json(payload.decode("utf-8"))
+        except ValueError as e:  # UnicodeDecodeError is one
             return self._error(None, errors.JSONParseError(f"invalid JSON ({e})"))
         if not isinstance(message, dict):
             return self._error(None, errors.InvalidMessage(
