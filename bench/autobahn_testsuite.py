@@ -174,7 +174,7 @@ def start_hpxd(processes, workdir):
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         text = logfile.read_text(errors="replace")
-        port = re.search(r"hpxd web door listening on [^:\s]+:(\d+)", text)
+        port = re.search(r"hpxd web door(?: \(\w+\))* starting on (\d+)", text)
         if port and " ready " in text:
             return proc, int(port.group(1)), logfile
         if proc.poll() is not None:

@@ -361,7 +361,7 @@ class HpxdServer(Server):
                     "-n", "--pidfile=", "hpxd", "--config", str(config)], python_env())
 
         def ready(text):
-            m = re.search(r"hpxd tcp door listening on [^:\s]+:(\d+)", text)
+            m = re.search(r"hpxd tcp door(?: \(\w+\))* starting on (\d+)", text)
             return int(m.group(1)) if m and "ready" in text else None
         return self.wait_for(ready)
 

@@ -307,7 +307,7 @@ class HpxdDaemon(tcp_bench.Server):
         if not re.search(r"hpxd node .* ready", text):
             return None
         for door in self.doors:
-            m = re.search(rf"hpxd {door} door listening on [^:\s]+:(\d+)", text)
+            m = re.search(rf"hpxd {door} door(?: \(\w+\))* starting on (\d+)", text)
             self.ports[door] = int(m.group(1))
         return self.ports[self.doors[0]]
 

@@ -95,10 +95,10 @@ class Daemon:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = self.log()
-            match = re.search(r"hpxd tcp door listening on [^:\s]+:(\d+)", text)
+            match = re.search(r"hpxd tcp door(?: \(\w+\))* starting on (\d+)", text)
             if match and "ready" in text:
                 self.tcp_port = int(match.group(1))
-                web = re.search(r"hpxd web door listening on [^:\s]+:(\d+)", text)
+                web = re.search(r"hpxd web door(?: \(\w+\))* starting on (\d+)", text)
                 self.web_port = int(web.group(1)) if web else None
                 return self
             if self.proc.poll() is not None:

@@ -208,8 +208,15 @@ def test_the_log_has_one_line_per_event_with_its_fields_and_no_secret(daemons):
     only("login for user 'root'", "failed")
     only("login for user 'root' from", admin_peer)
     only("serverquit from user 'root'", admin_peer)
+    # The one listener is announced once, by the door's name (Twisted's own
+    # "<factory> starting on <port>" line, which cannot be switched off, is
+    # that line), and the start-up line names it again among all listeners.
+    announced = [line for line in lines if "starting on" in line or "listening on" in line]
+    assert len(announced) == 1, announced
+    assert announced[0].endswith(f"hpxd tcp door starting on {daemon.tcp_port}")
+    assert "HpxFactory" not in log
     ready = only("ready")
-    assert "hpxd.demo" in ready and "memory" in ready and "tcp 127.0.0.1:" in ready
+    assert "hpxd.demo" in ready and "memory" in ready and f"tcp 127.0.0.1:{daemon.tcp_port}" in ready
     assert str(daemon.config) in ready
     for secret in (password, wrong, password_hash, "$scrypt$"):
         assert secret not in log

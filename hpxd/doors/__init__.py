@@ -9,7 +9,6 @@ imports none of them by name, and no door imports another.
 
 from twisted.application import service
 from twisted.internet import defer, endpoints
-from twisted.logger import Logger
 from twisted.python.reflect import namedAny
 from zope.interface.verify import verifyObject
 
@@ -52,7 +51,6 @@ class Listener(service.Service):
     """The listening half of an ``IDoor``: every endpoint of its section's
     ``listen`` list, served by ``self.factory`` (set by the door)."""
 
-    log = Logger()
     factory = None
 
     def __init__(self, config, reactor=None):
@@ -66,13 +64,12 @@ class Listener(service.Service):
         return defer.ensureDeferred(self._listen())
 
     async def _listen(self):
+        # Each port is announced once, by Twisted ("hpxd tcp door starting on
+        # 7007": the factory's logPrefix), and the node's "ready" line names
+        # every listener with its address.
         for description in self.config.listen:
             endpoint = endpoints.serverFromString(self.reactor, description)
-            port = await endpoint.listen(self.factory)
-            self.ports.append(port)
-            address = port.getHost()
-            self.log.info("hpxd {door} door listening on {host}:{port}", door=self.name,
-                          host=getattr(address, "host", address), port=getattr(address, "port", ""))
+            self.ports.append(await endpoint.listen(self.factory))
 
     def addresses(self):
         return [port.getHost() for port in self.ports]

@@ -670,6 +670,10 @@ class HpxFactory(Factory):
     protocol = HpxProtocol
     noisy = False
 
+    def logPrefix(self):
+        # Twisted announces each listening port as "<this> starting on <port>".
+        return "hpxd tcp door"
+
     def __init__(self, node, config, clock=None):
         if clock is None:
             from twisted.internet import reactor as clock

@@ -95,6 +95,10 @@ class WebSite(server.Site):
     protocol = Channel
     noisy = False
 
+    def logPrefix(self):
+        # Twisted announces each listening port as "<this> starting on <port>".
+        return "hpxd web door"
+
     def __init__(self, root, reactor):
         super().__init__(root, timeout=IDLE_TIMEOUT, reactor=reactor)
         self.channels = set()
