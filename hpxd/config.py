@@ -79,6 +79,9 @@ SCHEMA = {
                       '"" or one path segment like "/echo"', ""),
         "metrics": (_bool, "true or false", True),
     },
+    "metrics": {
+        "listen": (_str_list, "a list of endpoint strings", []),
+    },
     "processes": {
         "lease_seconds": (lambda v: _non_neg_number(v) and v >= 1, "a number >= 1", 10),
     },
@@ -112,6 +115,9 @@ SCHEMA = {
     },
 }
 
+# The sections with a "listen" list of endpoint strings (hpxd.doors.DOORS).
+LISTENERS = ("tcp", "web", "metrics")
+
 DEFAULT_ROLES = {
     "guest": {"privileges": {"*": ["view"]}},
     "user": {"privileges": {"*": ["view", "create", "edit", "delete"]}},
@@ -127,6 +133,7 @@ class Config:
     server: SimpleNamespace
     tcp: SimpleNamespace
     web: SimpleNamespace
+    metrics: SimpleNamespace
     processes: SimpleNamespace
     sessions: SimpleNamespace
     backend: SimpleNamespace
@@ -273,7 +280,7 @@ def _cross_checks(config, where, check_endpoint):
             raise ConfigError(where, "web.echo_path",
                               f"{config.web.echo_path!r} is a path the web door serves already "
                               f"(taken: {', '.join('/' + s for s in sorted(served))})")
-    for door in ("tcp", "web"):
+    for door in LISTENERS:
         for i, desc in enumerate(getattr(config, door).listen):
             key = f"{door}.listen[{i}]"
             if check_endpoint is not None:
@@ -395,7 +402,8 @@ def with_backlog(description, backlog):
 def _default_backlogs(config):
     # Here, after the endpoint check, so errors quote the strings as written;
     # the doors then listen on the rewritten ones.
-    for door in (config.tcp, config.web):
+    for name in LISTENERS:
+        door = getattr(config, name)
         door.listen = [with_backlog(d, config.server.listen_backlog) for d in door.listen]
 
 

@@ -66,10 +66,11 @@ def backend(request):
     return {"kind": "memory"}
 
 
-def config(tmp_path, backend, web=None, tcp=None, name="metered"):
+def config(tmp_path, backend, web=None, tcp=None, metrics=None, name="metered"):
     return {"server": {"name": name, "data_dir": str(tmp_path / name), "shutdown_timeout": 2},
             "tcp": {"listen": [LOCAL], **(tcp or {})},
             "web": {"listen": [LOCAL], **(web or {})},
+            "metrics": metrics or {},
             "auth": {"failed_login_delay": 0.05},
             "backend": backend,
             "users": [{"name": "alice", "password_hash": hash_password(PASSWORD, log2_n=10),
@@ -90,15 +91,19 @@ class Node:
         self.clients.append(client)
         return client
 
-    async def get(self, path):
+    async def get(self, path, port=None):
         from twisted.internet import reactor
         response = await Agent(reactor).request(
-            b"GET", f"http://127.0.0.1:{self.web_port}{path}".encode(), Headers({}))
+            b"GET", f"http://127.0.0.1:{port or self.web_port}{path}".encode(), Headers({}))
         return response, (await readBody(response)).decode("utf-8")
 
-    async def scrape(self):
+    def port_of(self, door):
+        [port] = [a.port for d in self.service.doors if d.name == door for a in d.addresses()]
+        return port
+
+    async def scrape(self, port=None):
         """``{(sample name, frozenset of labels): value}`` and the text."""
-        response, text = await self.get("/metrics")
+        response, text = await self.get("/metrics", port)
         assert response.code == 200, text
         samples = {}
         for family in text_string_to_metric_families(text):
@@ -420,6 +425,36 @@ async def test_metrics_false_answers_the_json_404_of_an_unknown_path(tmp_path):
         response, text = await node.get("/metrics")
         assert response.code == 404
         assert json.loads(text) == {"error": "no such path '/metrics'", "code": 404}
+    finally:
+        await node.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_listener_of_its_own_serves_metrics_and_health_only(tmp_path):
+    node = await start(tmp_path, {"kind": "memory"}, web={"metrics": False},
+                       metrics={"listen": [LOCAL]})
+    try:
+        private = node.port_of("metrics")
+        assert private != node.web_port
+        tcp = await node.client(TcpClient)
+        await tcp.guest()
+        await tcp.call("add", kwargs={"a": 1, "b": 2})
+        ws = await node.client(WsClient)
+        await ws.login("alice", PASSWORD)
+        await ws.call("add", [3, 4])
+        samples, _ = await node.scrape(private)
+        assert calls_of(samples) == {("tcp", "add", "ok"): 1, ("ws", "add", "ok"): 1}
+        # The doors' connections, not the metrics listener's own scrape.
+        assert value(samples, "hpxd_connections", door="tcp") == 1
+        assert value(samples, "hpxd_connections", door="ws") == 1
+        assert value(samples, "hpxd_connections", door="web") == 0
+        assert (await node.get("/metrics"))[0].code == 404  # not on the public listener
+        assert (await node.get("/readyz", private))[0].code == 200
+        assert (await node.get("/healthz", private))[0].code == 200
+        for path in ("/", "/ws", "/console/", "/static/x"):
+            response, text = await node.get(path, private)
+            assert response.code == 404, path
+            assert json.loads(text)["code"] == 404
     finally:
         await node.stop()
 

@@ -49,6 +49,7 @@ def test_defaults():
     assert config.tcp.listen == ["tcp:7007:interface=127.0.0.1:backlog=1024"]
     assert config.tcp.max_message_bytes == 8 * 1024 * 1024
     assert config.web.listen == ["tcp:7008:interface=127.0.0.1:backlog=1024"]
+    assert config.metrics.listen == []  # no listener of its own for /metrics
     assert config.sessions.lifespan_seconds == 1800
     assert config.sessions.connection_grace_seconds == 10
     assert config.backend.kind == "memory"
@@ -326,6 +327,7 @@ def test_good_database_url(tmp_path, url, expected):
     ('[tcp]\nlisten = ["ssl:7443:privateKey=/nonexistent.pem"]\n', "tcp.listen[0]",
      "/nonexistent.pem"),
     ('[web]\nlisten = ["tcp:0", "carrierpigeon:7"]\n', "web.listen[1]", "carrierpigeon"),
+    ('[metrics]\nlisten = ["tcp:notaport"]\n', "metrics.listen[0]", "tcp:notaport"),
 ])
 def test_bad_endpoint(tmp_path, text, key, fragment):
     error = config_error(tmp_path, text, key, check=check_endpoint)
@@ -453,8 +455,11 @@ def test_listen_backlog_default_applied_to_every_listener(tmp_path):
         listen = ["tcp:0:interface=127.0.0.1", "unix:{tmp_path}/h.sock", "tcp:0:backlog=7"]
         [web]
         listen = ["tcp:0"]
+        [metrics]
+        listen = ["tcp:0:interface=127.0.0.1"]
     """), check_endpoint)
     assert config.server.listen_backlog == 1024
+    assert config.metrics.listen == ["tcp:0:interface=127.0.0.1:backlog=1024"]
     assert config.tcp.listen == ["tcp:0:interface=127.0.0.1:backlog=1024",
                                  f"unix:{tmp_path}/h.sock:backlog=1024", "tcp:0:backlog=7"]
     assert config.web.listen == ["tcp:0:backlog=1024"]

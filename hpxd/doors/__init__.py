@@ -17,6 +17,7 @@ from hpxd.core.interfaces import IDoor
 DOORS = {
     "tcp": "hpxd.doors.tcp.TcpDoor",
     "web": "hpxd.doors.web.WebDoor",
+    "metrics": "hpxd.doors.web.metrics.MetricsDoor",  # /metrics on a listener of its own
 }
 
 # The web door's resources: top-level path segment -> the import path of a

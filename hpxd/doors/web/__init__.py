@@ -18,6 +18,7 @@ from zope.interface import implementer
 
 from hpxd.core import errors
 from hpxd.core.interfaces import IDoor
+from hpxd.core.metrics import DoorTraffic
 from hpxd.doors import Listener, fire, waiter
 
 IDLE_TIMEOUT = 60  # seconds an idle keep-alive HTTP connection is kept open
@@ -62,7 +63,17 @@ class NoSuchPath(resource.Resource):
             f"no such path {request.path.decode('latin-1')!r}"))
 
 
-class Root(resource.Resource):
+class PathTree(resource.Resource):
+    """A resource tree whose every path no child claims answers a JSON 404."""
+
+    def getChild(self, name, request):
+        return NoSuchPath()
+
+    def render(self, request):
+        return NoSuchPath().render(request)
+
+
+class Root(PathTree):
     """``/``: the console page; below it the web doors' resources by their
     first path segment."""
 
@@ -71,12 +82,6 @@ class Root(resource.Resource):
         # Imported here: the console module imports this one.
         from hpxd.doors.web.console import ConsolePage
         self.putChild(b"", ConsolePage())  # "/" is the one empty segment
-
-    def getChild(self, name, request):
-        return NoSuchPath()
-
-    def render(self, request):
-        return NoSuchPath().render(request)
 
 
 class Channel(http.HTTPChannel):
@@ -95,16 +100,22 @@ class WebSite(server.Site):
     protocol = Channel
     noisy = False
 
-    def logPrefix(self):
-        # Twisted announces each listening port as "<this> starting on <port>".
-        return "hpxd web door"
-
-    def __init__(self, root, reactor):
+    def __init__(self, root, reactor, label="hpxd web door"):
         super().__init__(root, timeout=IDLE_TIMEOUT, reactor=reactor)
+        self.label = label
         self.channels = set()
         self.inflight = 0
         self._drained = []
         self._closed = []
+
+    def logPrefix(self):
+        # Twisted announces each listening port as "<this> starting on <port>".
+        return self.label
+
+    def traffic(self):
+        """Its open HTTP connections, for /metrics (an upgraded WebSocket
+        leaves them: the WebSocket door counts its own)."""
+        return DoorTraffic(len(self.channels))
 
     def buildProtocol(self, addr):
         channel = super().buildProtocol(addr)
@@ -183,6 +194,7 @@ class WebDoor(Listener):
     def __init__(self, node, config, reactor=None):
         super().__init__(config, reactor)
         self.site = self.factory = WebSite(build_root(node, config, self.reactor), self.reactor)
+        node.dispatcher.metrics.doors[self.name] = self.site.traffic
 
     def drain(self):
         return _all([self.site.drain(), *(r.drain() for r in self._holders())])

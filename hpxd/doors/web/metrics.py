@@ -1,16 +1,22 @@
-"""``GET /metrics`` on the web listener: the node's metrics in the Prometheus
-text format, made by prometheus_client from ``hpxd.core.metrics``.
+"""``GET /metrics``: the node's metrics in the Prometheus text format, made
+by prometheus_client from ``hpxd.core.metrics``.
 
-``[web] metrics = false`` mounts nothing here: ``/metrics`` then answers the
-JSON 404 of any unknown path. The metric names: docs/operations.md.
+On the web listener unless ``[web] metrics = false`` (``/metrics`` then
+answers the JSON 404 of any unknown path); on a listener of its own when
+``[metrics] listen`` names endpoints (``MetricsDoor``). The metric names:
+docs/operations.md.
 """
 
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector,
                                generate_latest)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from zope.interface import implementer
 
-from hpxd.core.metrics import UNKNOWN_FUNCTION, DoorTraffic
-from hpxd.doors.web import JsonResource, NoSuchPath
+from hpxd.core.interfaces import IDoor
+from hpxd.core.metrics import UNKNOWN_FUNCTION
+from hpxd.doors import Listener
+from hpxd.doors.web import JsonResource, NoSuchPath, PathTree, WebSite
+from hpxd.doors.web.health import Healthz, Readyz
 
 
 def metrics_resource(node, config, reactor):
@@ -32,7 +38,7 @@ class MetricsPage(JsonResource):
         # the node's collector, and nothing outlives the request. The
         # process collector reads a few small /proc files: no waiting.
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(NodeCollector(self.node, web_doors(request.site)))
+        registry.register(NodeCollector(self.node))
         ProcessCollector(registry=registry)
         request.setResponseCode(200)
         request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode("ascii"))
@@ -40,29 +46,14 @@ class MetricsPage(JsonResource):
         return generate_latest(registry)
 
 
-def web_doors(site):
-    """The open connections of the web listener's doors, from its live
-    state: its own HTTP connections (``web``; an upgraded WebSocket leaves
-    them), and the connections of each resource that holds its own (the
-    WebSocket door, under its path segment: ``ws``)."""
-    doors = {"web": DoorTraffic(len(site.channels))}
-    for segment, child in site.resource.children.items():
-        connections = getattr(getattr(child, "factory", None), "connections", None)
-        if connections is not None:
-            doors[segment.decode("ascii")] = DoorTraffic(len(connections))
-    return doors
-
-
 class NodeCollector:
     """A prometheus_client collector (``collect()`` yields metric families)
-    over one node's ``Metrics`` and live state. ``live_doors``: doors whose
-    traffic the caller read from live state ({name: DoorTraffic}); a door
-    registered in ``Metrics.doors`` takes precedence."""
+    over one node's ``Metrics`` and live state: each door reports its own
+    traffic through ``Metrics.doors``."""
 
-    def __init__(self, node, live_doors=None):
+    def __init__(self, node):
         self.node = node
         self.metrics = node.dispatcher.metrics
-        self.live_doors = live_doors or {}
 
     def collect(self):
         yield from self._calls()
@@ -92,9 +83,7 @@ class NodeCollector:
         return family
 
     def _traffic(self):
-        doors = dict(self.live_doors)
-        doors.update((name, traffic()) for name, traffic in self.metrics.doors.items())
-        return sorted(doors.items())
+        return sorted((name, traffic()) for name, traffic in self.metrics.doors.items())
 
     def _doors(self):
         families = {
@@ -143,3 +132,26 @@ class NodeCollector:
                                   value=counts["round_trips"])
         yield CounterMetricFamily("hpxd_redis_errors", "Redis commands that failed (Redis away, "
                                   "no reply in time, an error reply).", value=counts["errors"])
+
+
+@implementer(IDoor)
+class MetricsDoor(Listener):
+    """``[metrics] listen``: a listener of its own for Prometheus and the
+    load balancer (an internal interface, say), serving ``/metrics``,
+    ``/healthz`` and ``/readyz`` and nothing else."""
+
+    name = "metrics"
+
+    def __init__(self, node, config, reactor=None):
+        super().__init__(config, reactor)
+        root = PathTree()
+        root.putChild(b"metrics", MetricsPage(node))
+        root.putChild(b"healthz", Healthz(node, config, self.reactor))
+        root.putChild(b"readyz", Readyz(node, config, self.reactor))
+        self.site = self.factory = WebSite(root, self.reactor, "hpxd metrics door")
+
+    def drain(self):
+        return self.site.drain()
+
+    def close_connections(self, reason=None):
+        return self.site.close_all()
