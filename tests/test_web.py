@@ -107,6 +107,23 @@ async def test_healthz(web):
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_body_past_max_body_bytes_is_refused_and_the_listener_goes_on(web):
+    import io
+
+    from twisted.internet import reactor
+    from twisted.web.client import FileBodyProducer
+    url = f"http://127.0.0.1:{web.port}/healthz".encode()
+    body = FileBodyProducer(io.BytesIO(b"x" * (2 * 1024 * 1024)))  # the cap is 1 MiB
+    response = await Agent(reactor).request(b"POST", url, Headers({}), body)
+    answer = json.loads(await readBody(response))
+    assert response.code == 400
+    assert answer == {"code": 410,
+                      "error": "request body larger than 1048576 bytes ([web] max_body_bytes)"}
+    response, body = await web.get("/healthz")
+    assert (response.code, body) == (200, {"status": "live"})
+
+
+@pytest_twisted.ensureDeferred
 async def test_other_methods_get_a_json_error_naming_the_method(web):
     response, body = await web.get("/healthz", method=b"POST")
     assert response.code == 400

@@ -12,6 +12,7 @@ and requests in flight so the quit sequence can drain and close them.
 import json
 
 from twisted.internet import defer
+from twisted.logger import Logger
 from twisted.python.reflect import namedAny
 from twisted.web import http, resource, server
 from zope.interface import implementer
@@ -22,6 +23,7 @@ from hpxd.core.metrics import DoorTraffic
 from hpxd.doors import Listener, fire, waiter
 
 IDLE_TIMEOUT = 60  # seconds an idle keep-alive HTTP connection is kept open
+log = Logger()
 
 
 def json_body(request, status, body):
@@ -96,12 +98,59 @@ class Channel(http.HTTPChannel):
         self.site.channel_lost(self)
 
 
+class Request(server.Request):
+    """A request whose body may not pass its site's ``max_body_bytes``.
+
+    twisted.web keeps a whole body, however large (in a temporary file past
+    100 kB). Here the bytes past the cap are read and dropped, never stored,
+    and the site answers the request with a 410 and closes the connection
+    (``WebSite.getResourceFor``)."""
+
+    body_too_large = False
+    body_received = 0
+
+    def gotLength(self, length):
+        if length is not None and length > self.channel.site.max_body_bytes:
+            self.body_too_large = True
+            length = 0  # nothing of it is kept
+        super().gotLength(length)
+
+    def handleContentChunk(self, data):
+        if self.body_too_large:
+            return
+        self.body_received += len(data)
+        if self.body_received > self.channel.site.max_body_bytes:  # a chunked body
+            self.body_too_large = True
+            self.content.seek(0)
+            self.content.truncate()  # what was kept goes too
+            return
+        super().handleContentChunk(data)
+
+
+class BodyTooLarge(resource.Resource):
+    isLeaf = True
+
+    def render(self, request):
+        limit = request.channel.site.max_body_bytes
+        peer = request.getClientAddress()
+        log.info("refused a request body larger than {limit} bytes from {host}: {method} {path}",
+                 limit=limit, host=getattr(peer, "host", peer),
+                 method=request.method.decode("latin-1"), path=request.path.decode("latin-1"))
+        request.setHeader(b"connection", b"close")
+        # Close once the answer is out (finishing lets go of the channel).
+        channel = request.channel
+        request.notifyFinish().addBoth(lambda _: channel.loseConnection())
+        return json_error(request, errors.ParsingError(
+            f"request body larger than {limit} bytes ([web] max_body_bytes)"))
+
+
 class WebSite(server.Site):
     protocol = Channel
     noisy = False
 
-    def __init__(self, root, reactor, label="hpxd web door"):
-        super().__init__(root, timeout=IDLE_TIMEOUT, reactor=reactor)
+    def __init__(self, root, reactor, max_body_bytes, label="hpxd web door"):
+        super().__init__(root, timeout=IDLE_TIMEOUT, reactor=reactor, requestFactory=Request)
+        self.max_body_bytes = max_body_bytes
         self.label = label
         self.channels = set()
         self.inflight = 0
@@ -125,6 +174,8 @@ class WebSite(server.Site):
     def getResourceFor(self, request):
         # Every request passes here once: count it until it is answered. A
         # WebSocket upgrade is not: it never finishes as an HTTP request.
+        if request.body_too_large:
+            return BodyTooLarge()  # answered at once, whatever the path
         if not _is_upgrade(request):
             self.inflight += 1
             request.notifyFinish().addBoth(self._finished)
@@ -193,7 +244,8 @@ class WebDoor(Listener):
 
     def __init__(self, node, config, reactor=None):
         super().__init__(config, reactor)
-        self.site = self.factory = WebSite(build_root(node, config, self.reactor), self.reactor)
+        self.site = self.factory = WebSite(build_root(node, config, self.reactor), self.reactor,
+                                           config.max_body_bytes)
         node.dispatcher.metrics.doors[self.name] = self.site.traffic
 
     def drain(self):

@@ -148,7 +148,9 @@ class MetricsDoor(Listener):
         root.putChild(b"metrics", MetricsPage(node))
         root.putChild(b"healthz", Healthz(node, config, self.reactor))
         root.putChild(b"readyz", Readyz(node, config, self.reactor))
-        self.site = self.factory = WebSite(root, self.reactor, "hpxd metrics door")
+        # GET and HEAD only: a request with a body is refused.
+        self.site = self.factory = WebSite(root, self.reactor, max_body_bytes=0,
+                                           label="hpxd metrics door")
 
     def drain(self):
         return self.site.drain()
