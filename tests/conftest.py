@@ -7,6 +7,13 @@ import pytest_twisted
 from tests.support import Daemon
 
 
+def pytest_configure(config):
+    # twisted.web.static, imported for /static/, builds module-level pages
+    # with classes Twisted itself deprecated: its warnings, not ours.
+    config.addinivalue_line(
+        "filterwarnings", r"ignore:twisted\.web\.resource\._Unsafe.*:DeprecationWarning")
+
+
 @pytest.fixture
 def reactor():
     from twisted.internet import reactor
