@@ -3,6 +3,7 @@ process, scraped after real traffic on the TCP and WebSocket doors, on both
 backends, and read back with ``prometheus_client.parser``."""
 
 import gzip
+import io
 import json
 import os
 import socket
@@ -455,6 +456,14 @@ async def test_a_listener_of_its_own_serves_metrics_and_health_only(tmp_path):
             response, text = await node.get(path, private)
             assert response.code == 404, path
             assert json.loads(text)["code"] == 404
+        from twisted.internet import reactor
+        from twisted.web.client import FileBodyProducer
+        response = await Agent(reactor).request(
+            b"POST", f"http://127.0.0.1:{private}/metrics".encode(), Headers({}),
+            FileBodyProducer(io.BytesIO(b"x")))
+        assert json.loads(await readBody(response)) == {
+            "code": 410, "error": "request body larger than 0 bytes (the [metrics] listener "
+                                  "takes no request body)"}
     finally:
         await node.stop()
 

@@ -131,7 +131,8 @@ class BodyTooLarge(resource.Resource):
     isLeaf = True
 
     def render(self, request):
-        limit = request.channel.site.max_body_bytes
+        site = request.channel.site
+        limit = site.max_body_bytes
         peer = request.getClientAddress()
         log.info("refused a request body larger than {limit} bytes from {host}: {method} {path}",
                  limit=limit, host=getattr(peer, "host", peer),
@@ -141,16 +142,18 @@ class BodyTooLarge(resource.Resource):
         channel = request.channel
         request.notifyFinish().addBoth(lambda _: channel.loseConnection())
         return json_error(request, errors.ParsingError(
-            f"request body larger than {limit} bytes ([web] max_body_bytes)"))
+            f"request body larger than {limit} bytes ({site.max_body_bytes_why})"))
 
 
 class WebSite(server.Site):
     protocol = Channel
     noisy = False
 
-    def __init__(self, root, reactor, max_body_bytes, label="hpxd web door"):
+    def __init__(self, root, reactor, max_body_bytes, label="hpxd web door",
+                 max_body_bytes_why="[web] max_body_bytes"):
         super().__init__(root, timeout=IDLE_TIMEOUT, reactor=reactor, requestFactory=Request)
         self.max_body_bytes = max_body_bytes
+        self.max_body_bytes_why = max_body_bytes_why  # where the cap comes from, for the error
         self.label = label
         self.channels = set()
         self.inflight = 0

@@ -149,8 +149,9 @@ class MetricsDoor(Listener):
         root.putChild(b"healthz", Healthz(node, config, self.reactor))
         root.putChild(b"readyz", Readyz(node, config, self.reactor))
         # GET and HEAD only: a request with a body is refused.
-        self.site = self.factory = WebSite(root, self.reactor, max_body_bytes=0,
-                                           label="hpxd metrics door")
+        self.site = self.factory = WebSite(
+            root, self.reactor, max_body_bytes=0, label="hpxd metrics door",
+            max_body_bytes_why="the [metrics] listener takes no request body")
 
     def drain(self):
         return self.site.drain()
