@@ -95,7 +95,8 @@ def _report_check(config, task):
     """``--check``: warnings on stderr, one summary line, exit 0 (errors exit 2 before)."""
     for line in configmod.unknown_privilege_items(config, task):
         print(f"hpxd: warning: {line}", file=sys.stderr)
-    listeners = [*config.tcp.listen, *config.web.listen]
+    listeners = [f"{door} {description}" for door in configmod.LISTENERS
+                 for description in getattr(config, door).listen]
     print(f"hpxd: {config.path}: configuration OK (app {config.app.module!r}, "
           f"backend {config.backend.kind}, listeners: {', '.join(listeners) or 'none'})")
     sys.exit(0)

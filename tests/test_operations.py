@@ -51,10 +51,14 @@ def test_version_is_hpxd_s(tmp_path):
 
 def test_check_a_good_file_exits_0_and_starts_nothing(tmp_path):
     config = tmp_path / "good.toml"
-    config.write_text('[tcp]\nlisten = ["tcp:7:interface=127.0.0.1"]\n')  # port 7: never bound
+    config.write_text('[tcp]\nlisten = ["tcp:7:interface=127.0.0.1"]\n'  # port 7: never bound
+                      '[metrics]\nlisten = ["tcp:9:interface=127.0.0.1"]\n')
     status, out, err = twistd("--config", str(config), "--check", cwd=tmp_path)
     assert status == 0, err
     assert "configuration OK" in out and str(config) in out and "hpxd.demo" in out
+    # Every listener it would open, by door.
+    assert "tcp tcp:7:interface=127.0.0.1" in out and "web tcp:7008:" in out
+    assert "metrics tcp:9:interface=127.0.0.1" in out
     assert not (tmp_path / "hpxd-data").exists()
 
 
