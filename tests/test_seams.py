@@ -297,7 +297,14 @@ async def test_redis_down_fails_fast_and_recovers(redis_server):
             except errors.BackendUnavailable:
                 continue
         else:
-            pytest.fail("no Redis connection within 20 s of Redis returning")
+            # What to look at if it happens again (it has, rarely, in whole
+            # suite runs): the pool, and the reactor's thread pool, in which
+            # HostnameEndpoint resolves even "127.0.0.1" before connecting.
+            link, threads = node.services[0], reactor.getThreadPool()
+            pytest.fail(f"no Redis connection within 20 s of Redis returning: link up "
+                        f"{link.up}, {len(link.pool.pool)} pooled connections; reactor thread "
+                        f"pool started {threads.started}, {threads.workers} workers, "
+                        f"{len(threads.working)} working, {threads.q.qsize()} jobs queued")
         assert node.services[0].up
         assert (await node.sessions.get(fresh.id)).id == fresh.id
     finally:
