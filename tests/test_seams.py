@@ -274,6 +274,10 @@ async def test_hub_crosses_nodes_but_commands_do_not(redis_server):
 
 @pytest_twisted.ensureDeferred
 async def test_redis_down_fails_fast_and_recovers(redis_server):
+    from twisted.logger import formatEvent, globalLogPublisher
+    events = []  # everything logged meanwhile, for the message if recovery does not come
+    observer = events.append
+    globalLogPublisher.addObserver(observer)
     node = await start_backend("redis", redis_server.url)
     try:
         session = await node.sessions.create({"user_name": None, "role": "guest"})
@@ -301,13 +305,16 @@ async def test_redis_down_fails_fast_and_recovers(redis_server):
             # suite runs): the pool, and the reactor's thread pool, in which
             # HostnameEndpoint resolves even "127.0.0.1" before connecting.
             link, threads = node.services[0], reactor.getThreadPool()
+            logged = "\n".join(formatEvent(e) for e in events[-30:])
             pytest.fail(f"no Redis connection within 20 s of Redis returning: link up "
                         f"{link.up}, {len(link.pool.pool)} pooled connections; reactor thread "
                         f"pool started {threads.started}, {threads.workers} workers, "
-                        f"{len(threads.working)} working, {threads.q.qsize()} jobs queued")
+                        f"{len(threads.working)} working, {threads.q.qsize()} jobs queued; "
+                        f"logged meanwhile:\n{logged}")
         assert node.services[0].up
         assert (await node.sessions.get(fresh.id)).id == fresh.id
     finally:
+        globalLogPublisher.removeObserver(observer)
         await stop_backend(node)
 
 
