@@ -611,21 +611,27 @@ def parse_args(argv=None):
     return args
 
 
+def run_main(name, body, args):
+    """Run ``body(args)`` as a bench's command line does: SIGTERM ends it
+    like Ctrl-C (through the finally blocks that stop every process), and
+    a BenchError is one line. The exit status (bench/ws.py uses it too)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        body(args)
+    except BenchError as e:
+        print(f"{name}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted; servers stopped", file=sys.stderr)
+        return 130
+    return 0
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.worker:
         return worker_main(args)
-    # SIGTERM ends the run like Ctrl-C does: through the finally blocks.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        run(args)
-    except BenchError as e:
-        print(f"bench/tcp.py: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("bench/tcp.py: interrupted; servers stopped", file=sys.stderr)
-        return 130
-    return 0
+    return run_main("bench/tcp.py", run, args)
 
 
 if __name__ == "__main__":

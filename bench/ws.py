@@ -40,7 +40,6 @@ import os
 import re
 import resource
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -651,17 +650,7 @@ def main(argv=None):
     args = parse_args(argv)
     if args.worker:
         return tcp_bench.worker_main(args, client=LoadClient)
-    # SIGTERM ends the run like Ctrl-C does: through the finally blocks.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        run_rss(args) if args.rss else run_rates(args)
-    except BenchError as e:
-        print(f"bench/ws.py: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("bench/ws.py: interrupted; servers stopped", file=sys.stderr)
-        return 130
-    return 0
+    return tcp_bench.run_main("bench/ws.py", run_rss if args.rss else run_rates, args)
 
 
 if __name__ == "__main__":
