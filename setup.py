@@ -33,6 +33,8 @@ setup(
     extras_require={
         "test": ["pytest>=8", "pytest-twisted>=1.14", "happypandax-client==1.0.0",
                  "websockets>=12",
+                 # the client library of Igor's own integration tests (tests/test_igor_clients.py)
+                 "websocket-client>=1.6",
                  # drives Debian's chromium (apt) in the console's browser test
                  "playwright>=1.40"],
     },

@@ -88,6 +88,7 @@ SCHEMA = {
     "sessions": {
         "lifespan_seconds": (_pos_int, "an integer > 0", 1800),
         "connection_grace_seconds": (_non_neg_number, "a number >= 0", 10),
+        "max_guest_sessions": (_pos_int, "an integer > 0", 100000),
         "purge_interval_seconds": (_pos_int, "an integer > 0", 60),
     },
     "backend": {

@@ -242,11 +242,10 @@ def test_wire_arguments(data, expected):
     assert arguments(data) == expected
 
 
-@pytest.mark.parametrize("data", [5, "text", True, 1.5])
-def test_wire_arguments_that_are_neither_list_object_nor_null(data):
-    with pytest.raises(errors.BadArguments) as caught:
-        arguments(data)
-    assert "list" in caught.value.msg and "object" in caught.value.msg
+@pytest.mark.parametrize("data", [5, "text", True, 1.5, ""])
+def test_any_other_wire_value_is_the_one_positional_argument(data):
+    """As Igor hands ``data`` to a handler: a string, a number or a bool."""
+    assert arguments(data) == ((data,), {})
 
 
 @pytest_twisted.inlineCallbacks

@@ -279,7 +279,7 @@ def test_greeting_on_connect(conn):
         "version": {"core": list(hpxd.VERSION), "db": [0, 0, 0], "torrent": [0, 0, 0]},
         "guest_allowed": True}}
     assert conn.proto in conn.factory.connections
-    assert conn.proto in conn.node.hub.clients()
+    assert conn.proto.conn in conn.node.hub.clients()
     assert conn.proto.peer == "10.1.2.3:5555"
 
 
@@ -296,7 +296,7 @@ def test_greeting_says_when_guests_are_off():
 def test_guest_handshake_and_call(conn):
     session = conn.handshake()
     assert len(session) >= 22
-    assert conn.proto.session_id == session
+    assert conn.proto.conn.session_id == session
     reply = conn.ask([{"fname": "add", "a": 1, "b": 2}], session)
     assert reply == {"session": session, "name": "unit-node",
                      "data": [{"fname": "add", "data": 3}]}
@@ -417,7 +417,7 @@ def test_session_reused_by_another_connection(conn):
     other.replies()
     reply = other.ask([{"fname": "add", "a": 2, "b": 2}], session)
     assert reply["data"] == [{"fname": "add", "data": 4}]
-    assert other.proto.session_id == session
+    assert other.proto.conn.session_id == session
     other.lose()
 
 
@@ -525,7 +525,7 @@ def test_close_all_waits_for_the_message_in_hand(conn):
     assert conn.closed
     conn.lose()
     assert done.called
-    assert conn.proto not in conn.node.hub.clients()
+    assert conn.proto.conn not in conn.node.hub.clients()
 
 
 def test_close_all_without_connections():
@@ -575,7 +575,7 @@ def test_push_to_a_connection(conn):
 def test_disconnect_unregisters(conn):
     conn.replies()
     conn.lose()
-    assert conn.proto not in conn.node.hub.clients()
+    assert conn.proto.conn not in conn.node.hub.clients()
     assert conn.proto not in conn.factory.connections
     conn.proto.deliver(HubMessage(COMMAND, "serverquit"))
     assert conn.replies() == []  # nothing is written to a closed connection
@@ -613,7 +613,7 @@ def test_wrong_password_handshake_is_delayed():
     [reply] = c.replies()
     assert reply["error"]["code"] == 411
     assert reply["session"] == ""
-    assert c.proto.session_id is None
+    assert c.proto.conn.session_id is None
     c.lose()
 
 
@@ -625,7 +625,7 @@ def test_compressed_size_over_the_limit_is_refused_even_with_eof(conn):
     [reply] = conn.replies()
     assert reply["error"]["code"] == 410
     assert not conn.closed  # the boundary was known: the connection goes on
-    assert conn.ask([{"fname": "add", "a": 1, "b": 1}], conn.proto.session_id)["data"][0]["data"] == 2
+    assert conn.ask([{"fname": "add", "a": 1, "b": 1}], conn.proto.conn.session_id)["data"][0]["data"] == 2
 
 
 @pytest_twisted.inlineCallbacks

@@ -9,7 +9,7 @@ from twisted.internet import task as ttask
 from hpxd.app import Task
 from hpxd.core.passwords import hash_password
 from tests.door_clients import DoorError, WsClient
-from tests.support import start_service
+from tests.support import start_service, wait_until
 
 PASSWORD = "alice-pw-1"
 GRACE = 0.5  # seconds a connection-bound session outlives its last connection
@@ -87,12 +87,19 @@ async def test_functions_lists_what_the_session_may_call(service):
     assert change["parameters"] == [{"name": "values", "required": False}]
 
 
+async def introduced(service, client, client_id):
+    """introduce_self, as Igor sends it: on success the server answers
+    nothing at all (no data, no close), so wait until the node knows the name."""
+    client.start_call("introduce_self", kwargs={"client_id": client_id})
+    await wait_until(lambda: client_id in {c.client_id for c in service.node.hub.clients()})
+
+
 @pytest_twisted.ensureDeferred
 async def test_introduce_self_names_the_connection_for_pushes(service):
     named, other = await connect(service), await connect(service)
     await named.guest()
     await other.guest()
-    assert await named._ask("introduce_self", {"client_id": "desk-1"}) == []
+    await introduced(service, named, "desk-1")
     await service.node.hub.send_to_client("desk-1", "hello", {"n": 1})
     assert await named.next_push() == ("hello", {"n": 1}, None)
     # the other connection got nothing: a call on it answers first
@@ -103,13 +110,24 @@ async def test_introduce_self_names_the_connection_for_pushes(service):
 @pytest_twisted.ensureDeferred
 async def test_a_client_id_taken_on_the_cluster_is_refused(service):
     first, second = await connect(service), await connect(service)
-    await first._ask("introduce_self", {"client_id": "desk-1"})
+    await introduced(service, first, "desk-1")
     with pytest.raises(DoorError) as caught:
         await second._ask("introduce_self", {"client_id": "desk-1"})
     assert caught.value.code == 415 and "desk-1" in caught.value.msg
     # once the holder has gone, the name is free again
     await first.close()
-    await second._ask("introduce_self", {"client_id": "desk-1"})
+    await introduced(service, second, "desk-1")
+
+
+@pytest_twisted.ensureDeferred
+async def test_introduce_self_answers_nothing_when_it_succeeds(service):
+    """Igor's server sends no reply to introduce_self, and an Igor client
+    has no handler for that stream: the next message on the connection is
+    the answer to the next call."""
+    client = await connect(service)
+    await introduced(service, client, "desk-1")
+    client.start_call("add", [1, 2])
+    assert await client.wire.next() == {"streamId": client._streams, "data": 3}
 
 
 @pytest.mark.parametrize("data", [None, [], {"client_id": ""}, {"client_id": 5},
@@ -127,7 +145,7 @@ async def test_introduce_self_refuses_odd_ids(service, data):
 async def test_session_of_an_introduced_client(service):
     client = await connect(service)
     await client.login("alice", PASSWORD)
-    await client._ask("introduce_self", {"client_id": "desk-1"})
+    await introduced(service, client, "desk-1")
     session = await service.node.session_of("desk-1")
     assert session is not None and session.user_name == "alice"
     assert await service.node.session_of("nobody") is None

@@ -22,18 +22,38 @@ from hpxd.core.sessions import Session, new_session_id
 class MemorySessionStore:
     log = Logger()
 
-    def __init__(self, lifespan, clock=None):
+    def __init__(self, lifespan, clock=None, max_guests=None):
         if clock is None:
             from twisted.internet import reactor as clock
         self.lifespan = lifespan
         self.clock = clock
+        self.max_guests = max_guests  # None: no cap
         self._sessions = {}  # id -> [user_info, data as JSON text, expires at]
+        self._guests = set()  # ids of the guest sessions among them
 
     def create(self, user_info):
-        session = Session(new_session_id(), dict(user_info), {})
-        self._sessions[session.id] = [dict(user_info), "{}",
+        return self.add(Session(new_session_id(), dict(user_info), {}))
+
+    def add(self, session):
+        try:
+            text = dump_json(session.data, "session data")
+            if session.is_guest:
+                self._make_room_for_a_guest()
+        except errors.HpxdError as e:
+            return defer.fail(e)
+        self._sessions[session.id] = [dict(session.user_info), text,
                                       self.clock.seconds() + self.lifespan]
+        if session.is_guest:
+            self._guests.add(session.id)
         return defer.succeed(session)
+
+    def _make_room_for_a_guest(self):
+        if self.max_guests is None or len(self._guests) < self.max_guests:
+            return
+        self.purge()  # the expired ones make room first
+        if len(self._guests) >= self.max_guests:
+            raise errors.TooManyGuests(f"{self.max_guests} guest sessions live on this server "
+                                       "([sessions] max_guest_sessions): log in, or retry later")
 
     def get(self, session_id):
         try:
@@ -46,7 +66,7 @@ class MemorySessionStore:
         now = self.clock.seconds()
         if entry is None or entry[2] <= now:
             if entry is not None:
-                del self._sessions[session_id]
+                self._forget(session_id)
             raise errors.SessionExpired()
         entry[2] = now + self.lifespan
         user_info, data_text, _ = entry
@@ -67,12 +87,17 @@ class MemorySessionStore:
         return defer.succeed(None)
 
     def delete(self, session_id):
-        self._sessions.pop(session_id, None)
+        self._forget(session_id)
         return defer.succeed(None)
 
-    def expire_in(self, session_id, seconds):
+    def _forget(self, session_id):
+        self._sessions.pop(session_id, None)
+        self._guests.discard(session_id)
+
+    def expire_in(self, session_id, seconds, only_empty_guest=False):
         entry = self._sessions.get(session_id)
-        if entry is not None:
+        if entry is not None and not (only_empty_guest and (entry[0].get("user_name") is not None
+                                                            or entry[1] != "{}")):
             entry[2] = min(entry[2], self.clock.seconds() + seconds)
         return defer.succeed(None)
 
@@ -80,7 +105,7 @@ class MemorySessionStore:
         now = self.clock.seconds()
         dead = [sid for sid, (_, _, expires) in self._sessions.items() if expires <= now]
         for sid in dead:
-            del self._sessions[sid]
+            self._forget(sid)
         if dead:
             self.log.debug("purged {n} expired sessions", n=len(dead))
         return len(dead)
@@ -181,7 +206,8 @@ class MemoryHub(LocalClients):
 
 def build(config, reactor):
     from hpxd.backends import Backend
-    sessions = MemorySessionStore(config.sessions.lifespan_seconds, reactor)
+    sessions = MemorySessionStore(config.sessions.lifespan_seconds, reactor,
+                                  config.sessions.max_guest_sessions)
     return Backend(sessions, MemoryScope(), MemoryHub(),
                    [sessions.service(config.sessions.purge_interval_seconds)],
                    leases=MemoryLeases(reactor))

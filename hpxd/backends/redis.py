@@ -3,6 +3,8 @@
 Keys (``<db>`` is the Redis database number, channels are not per database):
 
     hpxd:session:<id>   session JSON, TTL = sliding lifespan (GETEX extends it)
+    hpxd:guests         sorted set: guest session id -> when it ends at the
+                        latest, in ms (for [sessions] max_guest_sessions)
     hpxd:scope:<key>    scope value JSON
     hpxd:lease:<name>   "<holder>\n<value JSON>", TTL = the lease's time (ILeases)
     hpxd:<db>:hub       pub/sub channel of application pushes
@@ -58,6 +60,46 @@ for i, key in ipairs(KEYS) do
     out[i] = redis.pcall('GETEX', key, 'EX', ARGV[1])
 end
 return out
+"""
+
+
+# Guest sessions are counted in a sorted set, each scored by when it ends
+# if unused (Redis's own clock, so nodes' clocks do not matter): a new one
+# is stored only while fewer than the cap live. A use slides the session's
+# expiry but not its score, so a guest used for longer than the lifespan
+# drops out of the count early: the cap bounds how many guests are made
+# per lifespan, never a user's session.
+NOW_MS = b"""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+ADD_GUEST = NOW_MS + b"""
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[1])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]) * 1000, ARGV[4])
+return 1
+"""
+# PEXPIRE ... LT: never lengthen; a later GETEX (any use) restores the
+# lifespan. ARGV[2] = "1": only a guest session that holds no data.
+EXPIRE_SESSION_IN = NOW_MS + b"""
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+if ARGV[2] == '1' then
+    local ok, s = pcall(cjson.decode, v)
+    if not ok or type(s) ~= 'table' or type(s['user_info']) ~= 'table' then return 0 end
+    local user = s['user_info']['user_name']
+    if (user ~= nil and user ~= cjson.null)
+            or (type(s['data']) == 'table' and next(s['data']) ~= nil) then return 0 end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[1], 'LT')
+redis.call('ZADD', KEYS[2], 'XX', 'LT', now + tonumber(ARGV[1]), ARGV[3])
+return 1
+"""
+DELETE_SESSION = b"""
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 0
 """
 
 
@@ -344,9 +386,12 @@ class RedisLink(service.Service):
 
 @implementer(ISessionStore)
 class RedisSessionStore:
-    def __init__(self, link, lifespan):
+    GUESTS = "hpxd:guests"
+
+    def __init__(self, link, lifespan, max_guests=None):
         self.link = link
         self.lifespan = lifespan
+        self.max_guests = max_guests  # None: no cap
         self._lifespan_word = str(lifespan).encode("ascii")
         self._user_infos = {}  # session JSON without data -> its user_info
         self._batch = []  # (key, session id, Deferred) read at the end of this turn
@@ -355,10 +400,21 @@ class RedisSessionStore:
     def key(session_id):
         return "hpxd:session:" + session_id
 
+    def create(self, user_info):
+        return self.add(Session(new_session_id(), dict(user_info), {}))
+
     @deferred
-    async def create(self, user_info):
-        session = Session(new_session_id(), dict(user_info), {})
-        await self.link.run("set", self.key(session.id), session.to_json(), expire=self.lifespan)
+    async def add(self, session):
+        text = dump_json({"user_info": session.user_info, "data": session.data}, "session data")
+        if not session.is_guest or self.max_guests is None:
+            await self.link.run("set", self.key(session.id), text, expire=self.lifespan)
+            return session
+        added = await self.link.run("execute_command", b"EVAL", ADD_GUEST, b"2",
+                                    self.key(session.id), self.GUESTS, self.lifespan, text,
+                                    self.max_guests, session.id)
+        if not int(added):
+            raise errors.TooManyGuests(f"{self.max_guests} guest sessions live on this server "
+                                       "([sessions] max_guest_sessions): log in, or retry later")
         return session
 
     def get(self, session_id):
@@ -453,13 +509,14 @@ class RedisSessionStore:
 
     @deferred
     async def delete(self, session_id):
-        await self.link.run("delete", self.key(session_id))
+        await self.link.run("execute_command", b"EVAL", DELETE_SESSION, b"2",
+                            self.key(session_id), self.GUESTS, session_id)
 
     @deferred
-    async def expire_in(self, session_id, seconds):
-        # LT: never lengthen; a later GETEX (any use) restores the lifespan.
-        await self.link.run("execute_command", "PEXPIRE", self.key(session_id),
-                            max(1, int(seconds * 1000)), "LT")
+    async def expire_in(self, session_id, seconds, only_empty_guest=False):
+        await self.link.run("execute_command", b"EVAL", EXPIRE_SESSION_IN, b"2",
+                            self.key(session_id), self.GUESTS, max(1, int(seconds * 1000)),
+                            b"1" if only_empty_guest else b"0", session_id)
 
 
 @implementer(IScope)
@@ -600,6 +657,8 @@ def build(config, reactor):
                      b.redis_reply_timeout, reactor, getattr(b, "redis_ca_file", ""))
     hub = RedisHub(link)
     link.subscriber_factory(hub)
-    return Backend(RedisSessionStore(link, config.sessions.lifespan_seconds), RedisScope(link),
+    sessions = RedisSessionStore(link, config.sessions.lifespan_seconds,
+                                 config.sessions.max_guest_sessions)
+    return Backend(sessions, RedisScope(link),
                    hub, [link], ready=lambda: link.ready(b.redis_connect_timeout or 5),
                    is_ready=link.is_ready, leases=RedisLeases(link))

@@ -82,8 +82,8 @@ POSITIONAL = "*args"  # positional arguments inside a keyword object: no paramet
 def arguments(data):
     """A door's JSON arguments as ``(args, kwargs)``: a list is positional,
     an object is keyword (its ``"*args"`` list, if any, positional), null
-    (or absent) is none. Anything else is refused with BadArguments rather
-    than guessed at."""
+    (or absent) is none, and any other value (a string, a number, a bool)
+    is the one positional argument, as Igor hands ``data`` to a handler."""
     if data is None:
         return (), {}
     if type(data) is dict:
@@ -96,8 +96,7 @@ def arguments(data):
         return args, kwargs
     if type(data) is list:
         return data, {}
-    raise errors.BadArguments("arguments must be a JSON list (positional), "
-                              f"an object (keyword) or null, not {type(data).__name__}")
+    return (data,), {}
 
 
 class Item:

@@ -190,7 +190,11 @@ class Dispatcher:
 
     async def _save(self, session, fname):
         try:
-            await self.node.sessions.save(session)
+            if session.transient:  # a web request's guest, given data: stored now
+                await self.node.sessions.add(session)
+                session.transient = False
+            else:
+                await self.node.sessions.save(session)
         except errors.BadArguments as e:  # the app put something odd in session.data
             self.log.error("{fname} left session data that cannot be stored: {e}",
                            fname=fname, e=e.msg)

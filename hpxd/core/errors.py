@@ -103,6 +103,13 @@ class NameTaken(HpxdError):
     code, title, http_status = 415, "name already taken", 409
 
 
+class TooManyGuests(HpxdError):
+    """``[sessions] max_guest_sessions`` guest sessions live: no new one
+    until some end (a user may still log in)."""
+
+    code, title, http_status = 417, "too many guest sessions", 503
+
+
 class JSONParseError(HpxdError):
     code, title, http_status = 900, "JSON parse error", 400
 
@@ -113,5 +120,5 @@ ERROR_TABLE = {cls.code: cls for cls in (
     PermissionDenied, AuthRequired, SessionExpired, ParsingError,
     WrongCredentials, MissingCredentials, BadArguments, ShuttingDown,
     BackendUnavailable, DatabaseUnavailable, NotStreamable, NameTaken, StaleRecord,
-    JSONParseError,
+    TooManyGuests, JSONParseError,
 )}

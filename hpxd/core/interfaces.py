@@ -23,8 +23,16 @@ class ISessionStore(Interface):
     def create(user_info):
         """Make a new session for ``user_info`` ({user_name, role}).
 
-        Fires with a L{hpxd.core.sessions.Session}.
+        Fires with a L{hpxd.core.sessions.Session}. A guest session
+        (user_name None) fails with L{hpxd.core.errors.TooManyGuests} while
+        ``[sessions] max_guest_sessions`` guest sessions live; a user's
+        session is never refused, nor any session evicted, for guests.
         """
+
+    def add(session):
+        """Store a transient session (``Session.transient``, made outside the
+        store) under its own id, as ``create`` stores a new one (the guest
+        cap applies). Fires with None."""
 
     def get(session_id):
         """Fire with the live session and extend its lifespan.
@@ -48,10 +56,12 @@ class ISessionStore(Interface):
     def delete(session_id):
         """Forget a session (logout). Fires with None."""
 
-    def expire_in(session_id, seconds):
+    def expire_in(session_id, seconds, only_empty_guest=False):
         """Let the session live only ``seconds`` more unless it is used
         meanwhile (a use restores its sliding lifespan). Fires with None.
-        For sessions bound to a connection that closed."""
+        For sessions bound to a connection that closed. ``only_empty_guest``:
+        do so only if it is a guest session holding no data (decided by the
+        store, as the session is now)."""
 
 
 class IScope(Interface):

@@ -21,6 +21,7 @@ from hpxd.core import errors
 from hpxd.core.deferreds import deferred
 from hpxd.core.interfaces import ISession
 from hpxd.core.passwords import DUMMY_HASH, verify_in_thread
+from hpxd.core.sessions import Session
 
 
 @implementer(checkers.ICredentialsChecker)
@@ -116,6 +117,28 @@ class Login:
         (SessionExpired when there is none). Not logged: doors look sessions
         up on every request, and log the refusals they answer."""
         return self.sessions.get(session_id)
+
+    def transient_guest(self):
+        """A guest session that is in no store (yet): the session of a web
+        request without a session, stored only once a call gives it data
+        (the dispatcher does). Not logged: it costs nothing lasting.
+        AuthRequired when guests are not allowed."""
+        if not self.auth.guest_allowed:
+            raise errors.AuthRequired("guests are not allowed on this server: log in")
+        return Session.transient_guest(self.auth.guest_role)
+
+    @deferred
+    async def session_or_guest(self, session_id, peer):
+        """The live session ``session_id`` (a request's cookie), or, when
+        there is none or it expired, a transient guest session. Any other
+        failure (the backend is away) is the caller's: a logged-in user is
+        never silently served as a guest."""
+        if session_id:
+            try:
+                return await self.attach(session_id, peer)
+            except errors.SessionExpired:
+                pass
+        return self.transient_guest()
 
     @deferred
     async def logout(self, session, peer):

@@ -20,6 +20,18 @@ class Session:
     id: str
     user_info: dict
     data: dict = field(default_factory=dict)
+    # Not in any store yet: a guest session of a request that came without a
+    # session cookie. It is stored (``ISessionStore.add``) only once a call
+    # gives it data, so such requests cannot grow the store.
+    transient: bool = False
+
+    @classmethod
+    def transient_guest(cls, role):
+        return cls(new_session_id(), {"user_name": None, "role": role}, {}, transient=True)
+
+    @property
+    def is_guest(self):
+        return self.user_info.get("user_name") is None
 
     @property
     def user_name(self):

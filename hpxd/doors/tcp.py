@@ -9,10 +9,8 @@ drains and closes.
 """
 
 import json
-import secrets
 import zlib
 from collections import deque
-from types import MappingProxyType
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
@@ -24,10 +22,10 @@ from zope.interface import implementer
 import hpxd
 from hpxd.core import control, errors
 from hpxd.core.app import POSITIONAL  # "*args": a call's positional arguments
+from hpxd.core.doorkit import DoorKit, peer_text, repaired
 from hpxd.core.hub import COMMAND
-from hpxd.core.interfaces import IDoor, IHubClient
+from hpxd.core.interfaces import IDoor
 from hpxd.core.jsonvalues import load_json
-from hpxd.core.metrics import DoorTraffic
 from hpxd.doors import Backpressure, Listener, fire, waiter
 
 EOF_MARK = b"<EOF>"
@@ -259,14 +257,16 @@ class FrameReceiver(Protocol):
         return len(self._frames)
 
 
-@implementer(IHubClient)
 class HpxProtocol(FrameReceiver):
+    """One TCP connection: frames in, replies out. Its ``conn`` (the door
+    kit's ``Connection``) holds its session, environ and traffic counts and
+    is the hub's client; pushes come back through ``deliver``."""
+
     log = Logger()
+    conn = None
 
     def __init__(self):
         super().__init__()
-        self.client_id = secrets.token_hex(16)
-        self.session_id = None
         self._answering = False  # between a frame and its reply
         self._gone = False  # the client hung up
         self._hung_up = False  # we hung up (timeout): write nothing more
@@ -275,43 +275,23 @@ class HpxProtocol(FrameReceiver):
         self._handshake_timer = None
         self._idle_timer = None
         self._last_activity = 0.0
-        self._environ = None
         self._asked_session = ""  # the session id of the message being answered
-        self._user = None  # the user of the session in use, for the close line
-        self._messages = 0
-        self._opened = 0.0
-        # Bytes moved, for /metrics: an int on the connection is the
-        # cheapest count per read and write; the factory sums them up.
-        self.bytes_in = self.bytes_out = 0
+        self._data_seen = False  # set by the first dataReceived
 
     # -- connection life -------------------------------------------------
 
-    _peer = None
-    _data_seen = False  # set by the first dataReceived
-
     @property
     def peer(self):
-        # Behind haproxy: the real address is known only once the PROXY
-        # header has been read, after connectionMade; it is settled by the
-        # time our first data arrives, so it is kept from then on.
-        if self._peer is not None:
-            return self._peer
-        peer = self.transport.getPeer()
-        text = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
-        if self._data_seen:
-            self._peer = text
-        return text
+        return self.conn.peer
 
     def connectionMade(self):
         factory = self.factory
         self.max_length = factory.config.max_message_bytes
-        factory.connections.add(self)
-        factory.node.hub.register(self)
+        self.conn = factory.kit.connect(self, peer_text(self.transport.getPeer()))
+        self.conn.open()
         self._touch()
-        self._opened = self._last_activity
         self._backpressure = Backpressure(self._too_slow, factory.config.max_queued_bytes)
         self.transport.registerProducer(self._backpressure, True)
-        self.log.info("tcp connection opened from {peer}", peer=self.peer)
         if factory.config.idle_timeout:
             self._idle_timer = factory.clock.callLater(factory.config.idle_timeout,
                                                        self._idle_check)
@@ -329,18 +309,11 @@ class HpxProtocol(FrameReceiver):
             self._idle_timer.cancel()
         self._idle_timer = None
         self._cancel_handshake_timer()
-        self.factory.node.hub.unregister(self)
-        self.factory.connection_lost(self)
-        self.log.info("tcp connection from {peer} closed after {duration:.1f} s, {messages} "
-                      "messages (user {user})", peer=self.peer, messages=self._messages,
-                      duration=self.factory.clock.seconds() - self._opened,
-                      user="none" if self.session_id is None else
-                      repr(self._user) if self._user else "guest")
+        self.conn.close()
+        self.factory.connection_lost()
 
     def _too_slow(self, queued):
-        self.log.warn("dropping TCP client {peer}: it does not read ({queued} bytes waiting)",
-                      peer=self.peer, queued=queued)
-        self.factory.dropped_slow += 1
+        self.conn.too_slow(queued)
         self._hung_up = True
         self.transport.abortConnection()
 
@@ -388,16 +361,24 @@ class HpxProtocol(FrameReceiver):
     # -- frames in, replies out -------------------------------------------
 
     def dataReceived(self, data):
-        self.bytes_in += len(data)
+        self.conn.bytes_in += len(data)
         if self._closing:
             return
         self._last_activity = self.factory.clock.seconds()  # see _touch
-        self._data_seen = True
+        if not self._data_seen:
+            self._first_data()
         FrameReceiver.dataReceived(self, data)
+
+    def _first_data(self):
+        # Behind haproxy the real address is known only once the PROXY
+        # header has been read, after connectionMade; it is settled by the
+        # time our first data arrives.
+        self._data_seen = True
+        self.conn.set_peer(peer_text(self.transport.getPeer()))
 
     def frameReceived(self, frame):
         self._answering = True
-        self._messages += 1
+        self.conn.messages += 1
         try:
             reply = self._answer(frame)
         except Exception:
@@ -452,7 +433,7 @@ class HpxProtocol(FrameReceiver):
             except (TypeError, ValueError):
                 data = encode(self._without_bad_values(message))
             self.transport.write(data)
-            self.bytes_out += len(data)
+            self.conn.bytes_out += len(data)
             if self._backpressure.paused:  # the client is not reading
                 self._backpressure.wrote(len(data))
 
@@ -463,19 +444,15 @@ class HpxProtocol(FrameReceiver):
         only when that failed."""
         entries = message.get("data")
         if not isinstance(entries, list):
-            self.log.error("a message to {peer} is not JSON: {m!r}", peer=self.peer, m=message)
-            return self._root_error(errors.UnhandledError(), message.get("session", ""))
-        repaired = []
-        for entry in entries:
-            try:
-                json.dumps(entry)
-            except (TypeError, ValueError):
-                self.log.error("{fname} returned a value that is not JSON: {value!r}",
-                               fname=entry.get("fname"), value=entry.get("data"))
-                error = errors.UnhandledError("the function returned a value that is not JSON")
-                entry = error_entry(entry.get("fname"), error)
-            repaired.append(entry)
-        return dict(message, data=repaired)
+            _, error = repaired(message, f"a message to {self.peer}")
+            return self._root_error(error, message.get("session", ""))
+        return dict(message, data=[self._repaired_entry(entry) for entry in entries])
+
+    @staticmethod
+    def _repaired_entry(entry):
+        fname = entry.get("fname")
+        data, error = repaired(entry.get("data"), fname)
+        return entry if error is None else error_entry(fname, error)
 
     # -- one message -------------------------------------------------------
 
@@ -491,11 +468,11 @@ class HpxProtocol(FrameReceiver):
             data = message["data"]
             if type(data) is list:
                 # Every call's path: the session look-up of _with_session, inline.
-                session = self.factory.node.sessions.get_now(session_id) if session_id else None
+                session = self.conn.session_now(session_id) if session_id else None
                 if session is None:
                     return self._with_session(session_id, self._run_calls, data)
-                if session_id != self.session_id:
-                    self._bind(session)
+                if self._handshake_timer is not None:
+                    self._cancel_handshake_timer()
                 return self._run_calls(session, data)
             if type(data) is dict:
                 return self._handshake(data)
@@ -509,24 +486,14 @@ class HpxProtocol(FrameReceiver):
         callback on the look-up, which every message of every call makes."""
         if not session_id:
             raise errors.AuthRequired("do the handshake first, or send your session id")
-        sessions = self.factory.node.sessions
-        session = sessions.get_now(session_id)
+        session = self.conn.session_now(session_id)
         if session is None:  # the store must ask elsewhere
-            return sessions.get(session_id).addCallback(self._then, then, args)
-        if session_id != self.session_id:
-            self._bind(session)
-        return then(session, *args)
+            return self.conn.session(session_id).addCallback(self._then, then, args)
+        return self._then(session, then, args)
 
     def _then(self, session, then, args):
-        if session.id != self.session_id:
-            self._bind(session)
+        self._cancel_handshake_timer()  # a session is in use: the handshake is done
         return then(session, *args)
-
-    def _bind(self, session):
-        """This connection now uses ``session``: pushes to it reach us."""
-        self.session_id = session.id
-        self._user = session.user_name
-        self._cancel_handshake_timer()
 
     def _run_calls(self, session, calls, results=None, start=0):
         """Run ``calls[start:]`` in order; the reply, or a Deferred of it at
@@ -536,7 +503,7 @@ class HpxProtocol(FrameReceiver):
         if results is None:
             results = []
         call_now = self.factory.node.dispatcher.call_now
-        environ = self._environ or self._make_environ()
+        environ = self.conn.environ
         for index in range(start, len(calls)):
             call = calls[index]
             # The call's other keys are its arguments: take "fname" out of
@@ -573,20 +540,13 @@ class HpxProtocol(FrameReceiver):
         failure.trap(errors.HpxdError)  # the dispatcher gives nothing else
         return error_entry(fname, failure.value)
 
-    def _make_environ(self):
-        # Read-only, one for all calls of the connection.
-        self._environ = MappingProxyType({"door": "tcp", "peer": self.peer,
-                                          "client_id": self.client_id})
-        return self._environ
-
     def _send(self, function_name, value):
         """The call sink: ``item.send`` values go out as pushes right after
         the call's reply (docs/tcp.md), or at once when no reply is due."""
         self._push(self._envelope({"action": function_name, "data": value}))
 
     def _error_reply(self, error, session_id):
-        self.log.info("TCP error {code} for {peer}: {msg}", code=error.code, msg=error.msg,
-                      peer=self.peer)
+        self.conn.refused(error)
         return self._root_error(error, session_id)
 
     def _envelope(self, data, session_id=""):
@@ -610,15 +570,14 @@ class HpxProtocol(FrameReceiver):
         if unknown:
             raise errors.InvalidMessage(
                 f"handshake takes {{}} or {{\"user\", \"password\"}}, not {sorted(unknown)}")
-        login = self.factory.node.login
         if data:
-            d = login.login(data.get("user"), data.get("password"), self.peer)
+            d = self.conn.login(data.get("user"), data.get("password"))
         else:
-            d = login.guest(self.peer)
+            d = self.conn.guest()
         return d.addCallbacks(self._handshaken, self._login_refused)
 
     def _handshaken(self, session):
-        self._bind(session)
+        self._cancel_handshake_timer()
         return self._envelope("Authenticated", session.id)
 
     def _login_refused(self, failure):
@@ -636,20 +595,18 @@ class HpxProtocol(FrameReceiver):
         return self._with_session(session_id, self._run_command, name)
 
     def _run_command(self, session, name):
-        self.factory.node.control.run(session, name, self.peer)
+        self.conn.command(name, session)
         return NO_REPLY  # the command, pushed to every client, is the reply
 
     def _logout(self, session_id):
-        return self._with_session(session_id, self._log_out)
-
-    def _log_out(self, session):
-        d = self.factory.node.login.logout(session, self.peer)
-        self.session_id = self._user = None
-        return d.addCallback(lambda _: self._envelope("Logged out"))
+        if not session_id:
+            raise errors.AuthRequired("do the handshake first, or send your session id")
+        return self.conn.logout(session_id).addCallback(lambda _: self._envelope("Logged out"))
 
     # -- hub client --------------------------------------------------------
 
     def deliver(self, message):
+        """A hub message for this connection (``conn`` forwards it here)."""
         if message.kind == COMMAND:
             self._write(self._envelope(message.action))
             return
@@ -680,24 +637,17 @@ class HpxFactory(Factory):
         self.node = node
         self.config = config
         self.clock = clock
-        self.connections = set()
+        self.kit = DoorKit(node, "tcp", clock=clock)
         self._all_closed = []
         self.drain_waiters = []  # drain() Deferreds: fired once every connection is idle
-        self.dropped_slow = 0  # clients dropped for not reading
-        self.closed_bytes_in = self.closed_bytes_out = 0  # of connections gone
 
-    def traffic(self):
-        """This door's counts for /metrics (hpxd.core.metrics), at scrape time."""
-        open_in = sum(p.bytes_in for p in self.connections)
-        open_out = sum(p.bytes_out for p in self.connections)
-        return DoorTraffic(len(self.connections), self.closed_bytes_in + open_in,
-                           self.closed_bytes_out + open_out, self.dropped_slow)
+    @property
+    def connections(self):
+        """The protocols of the open connections."""
+        return self.kit.protocols()
 
-    def connection_lost(self, protocol):
-        self.connections.discard(protocol)
-        self.closed_bytes_in += protocol.bytes_in
-        self.closed_bytes_out += protocol.bytes_out
-        if not self.connections:
+    def connection_lost(self):
+        if not self.kit.connections:
             fire(self._all_closed)
         self.check_drained()
 
@@ -708,12 +658,12 @@ class HpxFactory(Factory):
         if not self.connections:
             return defer.succeed(None)
         d = waiter(self._all_closed, on_cancel=self._abort_all)
-        for protocol in list(self.connections):
+        for protocol in self.connections:
             protocol.close_when_idle()
         return d
 
     def _abort_all(self):
-        for protocol in list(self.connections):
+        for protocol in self.connections:
             protocol.transport.abortConnection()
 
     def drain(self):
@@ -736,7 +686,6 @@ class TcpDoor(Listener):
     def __init__(self, node, config, reactor=None):
         super().__init__(config, reactor)
         self.factory = HpxFactory(node, config, self.reactor)
-        node.dispatcher.metrics.doors[self.name] = self.factory.traffic
 
     def drain(self):
         return self.factory.drain()

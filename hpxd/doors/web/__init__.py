@@ -77,13 +77,22 @@ class PathTree(resource.Resource):
 
 class Root(PathTree):
     """``/``: the console page; below it the web doors' resources by their
-    first path segment."""
+    first path segment. A WebSocket upgrade on ``/`` itself goes to
+    ``websocket`` (``/ws``): an Igor client connects to the root path."""
+
+    websocket = None
 
     def __init__(self):
         super().__init__()
         # Imported here: the console module imports this one.
         from hpxd.doors.web.console import ConsolePage
         self.putChild(b"", ConsolePage())  # "/" is the one empty segment
+
+    def getChildWithDefault(self, name, request):
+        if name == b"" and self.websocket is not None and _is_upgrade(request) \
+                and not request.postpath:
+            return self.websocket
+        return super().getChildWithDefault(name, request)
 
 
 class Channel(http.HTTPChannel):
@@ -233,6 +242,7 @@ def build_root(node, config, reactor):
     root = Root()
     for segment, factory_path in WEB_RESOURCES.items():
         root.putChild(segment.encode("ascii"), namedAny(factory_path)(node, config, reactor))
+    root.websocket = root.children.get(b"ws")
     if config.echo_path:  # for the Autobahn|Testsuite only (config checks it collides with none)
         from hpxd.doors.web.echo import Echo
         root.putChild(config.echo_path[1:].encode("ascii"), Echo(node, config, reactor))

@@ -7,11 +7,13 @@ settings (size caps, 1009 closes, deflate limits, timeouts, Origin check),
 not autobahn's defaults. Not for production: anyone may bounce data off it.
 """
 
-from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.exception import Disconnected
+from autobahn.twisted.websocket import WebSocketServerFactory
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from hpxd.doors import fire, waiter
+from hpxd.doors.web.autobahn_adapter import ServerProtocol, send_close, take_over_producer
 from hpxd.doors.web.websocket import UpgradingResource, set_websocket_options
 
 GOING_AWAY = 1001
@@ -36,27 +38,24 @@ class ReadPause:
         pass
 
 
-class EchoProtocol(WebSocketServerProtocol):
+class EchoProtocol(ServerProtocol):
 
     def onOpen(self):
         self.factory.connections.add(self)
-        # The HTTP channel that carried the upgrade is still the transport's
-        # producer: from now on the echo decides when to stop reading.
-        self.transport.unregisterProducer()
-        self.transport.registerProducer(ReadPause(self.transport), True)
+        # From now on the echo decides when to stop reading.
+        take_over_producer(self, ReadPause(self.transport))
 
     def onMessage(self, payload, isBinary):
-        # A message can still arrive after a close frame went out: no echo then
-        # (autobahn refuses to send on a closing connection).
-        if self.state == self.STATE_OPEN:
+        try:
             self.sendMessage(payload, isBinary)
+        except Disconnected:
+            pass  # it came after a close frame went out: nobody to echo to
 
     def onClose(self, wasClean, code, reason):
         self.factory.connection_lost(self)
 
     def going_away(self, reason):
-        # sendClose() takes only 1000 and 3000-4999; 1001 goes as a frame.
-        self.sendCloseFrame(code=GOING_AWAY, reasonUtf8=reason.encode("ascii", "replace")[:123])
+        send_close(self, GOING_AWAY, reason)
 
 
 class EchoFactory(WebSocketServerFactory):
@@ -93,7 +92,7 @@ class Echo(UpgradingResource):
 
     def __init__(self, node, config, reactor):
         self.factory = EchoFactory(config, reactor)
-        super().__init__(self.factory)
+        super().__init__(self.factory, config.allowed_origins)
         log.warn("echo WebSocket at {path}: for conformance tests only, not for production",
                  path=config.echo_path)
 
