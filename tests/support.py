@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from twisted.internet import defer, task
@@ -190,18 +191,21 @@ def free_port():
 
 
 class RedisServer:
-    """A private ``redis-server`` on a free port, keeping nothing on disk."""
+    """A private ``redis-server`` on a free port, keeping nothing on disk;
+    with ``password``, it requires it (``--requirepass``) and ``url`` has it."""
 
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, password=None):
         self.program = need("redis-server", "the Redis backend tests need a real Redis")
         self.dir = Path(tmp_path) / "redis"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
+        self.password = password
         self.proc = None
 
     @property
     def url(self):
-        return f"redis://127.0.0.1:{self.port}/0"
+        credentials = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{credentials}127.0.0.1:{self.port}/0"
 
     def start(self, timeout=10):
         """Start (or restart, on the same port). The first start moves to
@@ -217,23 +221,71 @@ class RedisServer:
         raise RuntimeError("redis-server did not start")
 
     def _start(self, timeout):
+        extra = ["--requirepass", self.password] if self.password else []
         self.proc = subprocess.Popen(
             [self.program, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir)],
+             "--appendonly", "no", "--dir", str(self.dir), *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.proc.poll() is None:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return True
+                if b"+PONG" in self.command(b"PING"):
+                    return True
             except OSError:
                 time.sleep(0.05)
         self.stop()
         return False
 
+    def command(self, *words):
+        """One command on a connection of its own (authenticated first when
+        the server has a password): its reply, as Redis sent it."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s, \
+                s.makefile("rb") as replies:
+            if self.password:
+                s.sendall(self._encode(b"AUTH", self.password.encode()))
+                if not replies.readline().startswith(b"+OK"):
+                    raise RuntimeError("redis-server refused the test's own password")
+            s.sendall(self._encode(*words))
+            line = replies.readline()
+            if line.startswith(b"$") and int(line[1:]) >= 0:
+                return line + replies.read(int(line[1:]) + 2)
+            return line
+
+    @staticmethod
+    def _encode(*words):
+        out = b"*%d\r\n" % len(words)
+        for word in words:
+            out += b"$%d\r\n%s\r\n" % (len(word), word)
+        return out
+
+    def pause(self):
+        """SIGSTOP: the kernel still accepts connections for it, and what
+        they send waits unread (see ``unread_connections``)."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
+    def unread_connections(self):
+        """Connections to this server holding bytes it has not read yet
+        (from /proc/net/tcp: established, receive queue not empty). For a
+        paused server: clients that have sent a command and wait for its
+        reply."""
+        port = f"{self.port:04X}"
+        count = 0
+        with open("/proc/net/tcp") as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                local, state, queues = fields[1], fields[3], fields[4]
+                if local.endswith(":" + port) and state == "01" \
+                        and int(queues.split(":")[1], 16) > 0:
+                    count += 1
+        return count
+
     def stop(self):
+        """SIGKILL (a paused server too): it dies without a word, and the
+        kernel resets every connection it had, accepted or not."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()

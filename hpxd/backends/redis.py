@@ -22,8 +22,9 @@ takes None.
 
 When Redis is unreachable every operation fails at once with
 ``BackendUnavailable`` (504) instead of waiting for a connection; the pool
-and the subscriber reconnect by themselves, and each up/down transition is
-logged once.
+and the subscriber reconnect by themselves (also when a connection is lost
+during its AUTH / SELECT: see ``_Factory``, hpxd's one adapter to
+txredisapi's internals), and each up/down transition is logged once.
 """
 
 import json
@@ -33,6 +34,7 @@ from urllib.parse import unquote, urlsplit
 import txredisapi
 from twisted.application import service
 from twisted.internet import defer, endpoints, ssl, task
+from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -160,8 +162,7 @@ def parse_url(url):
 
 
 def make_endpoint(reactor, settings, connect_timeout, ca_file=""):
-    endpoint = endpoints.HostnameEndpoint(reactor, settings["host"], settings["port"],
-                                          timeout=connect_timeout or None)
+    endpoint = _tcp_endpoint(reactor, settings["host"], settings["port"], connect_timeout or None)
     if not settings["tls"]:
         return endpoint
     trust = None
@@ -172,6 +173,90 @@ def make_endpoint(reactor, settings, connect_timeout, ca_file=""):
     return _TLSEndpoint(endpoint, ssl.optionsForClientTLS(settings["host"], trustRoot=trust))
 
 
+def _tcp_endpoint(reactor, host, port, timeout):
+    """An IP address is connected to as it is: HostnameEndpoint would resolve
+    even "127.0.0.1", in the reactor's thread pool, which other work shares
+    (a busy pool would delay every reconnection). Only a name is resolved."""
+    if isIPAddress(host):
+        return endpoints.TCP4ClientEndpoint(reactor, host, port, timeout=timeout)
+    if isIPv6Address(host):
+        return endpoints.TCP6ClientEndpoint(reactor, host, port, timeout=timeout)
+    return endpoints.HostnameEndpoint(reactor, host, port, timeout=timeout)
+
+
+class _Factory(txredisapi.RedisFactory):
+    """hpxd's one adapter to txredisapi's factory (the command pool and the
+    hub subscriber both derive from it); tests/test_redis_recovery.py checks
+    that what it relies on is still there and still means the same.
+
+    Public API used: ``startConnecting``, ``disconnect``, ``buildProtocol``,
+    the protocol's ``whenConnected`` / ``whenDisconnected`` (which tell
+    ``connection_made`` / ``connection_lost`` when a connection is usable
+    and when it is gone) and the factory's ``deferred``.
+
+    The workaround: txredisapi has no public way to keep reconnecting after
+    a failed handshake. Its ``BaseRedisProtocol.connectionMade`` sends AUTH
+    and SELECT and, when either fails for ANY reason (a connection lost
+    meanwhile too), calls ``factory.stopTrying()``, which stops every
+    connection of the factory for good: the node would never talk to Redis
+    again. So ``stopTrying`` here stops nothing (hpxd itself never calls it,
+    nor ``quit`` / ``shutdown``, its other callers: it stops with
+    ``disconnect``), and ``connectionError``, which txredisapi calls next
+    with the reason, logs it once. The connection is closed and txredisapi
+    connects again, backing off to one attempt every ``RETRY_MAX`` seconds
+    while handshakes keep failing (a wrong password: a refusal, logged once,
+    retried slowly).
+    """
+
+    initialDelay, maxDelay = RETRY_INITIAL, RETRY_MAX
+    role = "connection"  # for the log
+    log = Logger()
+
+    def __init__(self, link, dbid, size, **options):
+        # isLazy=False: txredisapi would otherwise log its own line on every
+        # failed handshake, every retry; connectionError logs it once.
+        super().__init__(link.where, dbid, size, isLazy=False,
+                         password=link.settings["password"],
+                         username=link.settings["username"], **options)
+        self.link = link
+        self._handshake_error = None  # the last one logged; None after a success
+        self.deferred.addErrback(self._never_complete)
+
+    @staticmethod
+    def _never_complete(failure):
+        """txredisapi's ``deferred`` fails (connectionError) when a handshake
+        fails before the pool was ever complete; connectionError has logged
+        why, and nothing waits on it."""
+        failure.trap(ValueError)
+
+    def buildProtocol(self, addr):
+        connection = super().buildProtocol(addr)
+        connection.whenConnected().addCallback(self._usable)
+        return connection
+
+    def _usable(self, connection):
+        self._handshake_error = None
+        connection.whenDisconnected().addCallback(self.connection_lost)
+        self.connection_made(connection)
+
+    def connection_made(self, connection):
+        """A connection is usable (its handshake is done)."""
+
+    def connection_lost(self, connection):
+        """A connection that was usable is gone."""
+
+    def stopTrying(self):
+        return defer.succeed(None)  # see the class's docstring
+
+    def connectionError(self, why):
+        super().connectionError(why)
+        if why != self._handshake_error:
+            self._handshake_error = why
+            self.log.warn("Redis at {where}: a {role} connection failed during its handshake "
+                          "({why}); reconnecting, backing off to one attempt every {delay} s",
+                          where=self.link.where, role=self.role, why=why, delay=self.maxDelay)
+
+
 class _Connection(txredisapi.RedisProtocol):
     """A pooled connection, with the bookkeeping ``RedisLink.run`` keeps for
     its watchdog (see ``RedisLink._watch``)."""
@@ -180,48 +265,40 @@ class _Connection(txredisapi.RedisProtocol):
     last_progress = 0.0  # last reply, or when the first outstanding command went out
 
 
-class _Pool(txredisapi.RedisFactory):
-    """txredisapi's pool, telling the link when it gains or loses connections."""
+class _Pool(_Factory):
+    """The command connections: each usable one is the link's to use."""
 
     protocol = _Connection
-    initialDelay, maxDelay = RETRY_INITIAL, RETRY_MAX
-    link = None
+    role = "command pool"
 
-    def addConnection(self, conn):
-        super().addConnection(conn)
-        if self.size:
-            self.link.mark(True)
+    def connection_made(self, connection):
+        self.link.connection_made(connection)
 
-    def delConnection(self, conn):
-        super().delConnection(conn)
-        if not self.size and not self.stopped:
-            self.link.mark(False, "connection lost")
+    def connection_lost(self, connection):
+        self.link.connection_lost(connection)
 
 
 class _Subscriber(txredisapi.SubscriberProtocol):
-    """Listens on the hub channel; subscribes again after every reconnect
-    (txredisapi does not restore subscriptions)."""
-
-    def connectionMade(self):
-        d = super().connectionMade()
-        d.addCallback(lambda _: self.subscribe(self.factory.hub.channel))
-        d.addCallback(lambda _: self.factory.hub.link.subscription_made(True))
-        d.addErrback(lambda f: self.factory.hub.log.warn(
-            "cannot subscribe to the hub channel: {e}", e=f.getErrorMessage()))
-        return d
-
-    def connectionLost(self, why):
-        self.factory.hub.link.subscription_made(False)
-        return super().connectionLost(why)
-
     def messageReceived(self, pattern, channel, message):
         self.factory.hub.received(message)
 
 
-class _SubscriberFactory(txredisapi.RedisFactory):
+class _SubscriberFactory(_Factory):
+    """Listens on the hub channel; subscribes again after every reconnect
+    (txredisapi does not restore subscriptions)."""
+
     protocol = _Subscriber
-    initialDelay, maxDelay = RETRY_INITIAL, RETRY_MAX
+    role = "hub subscriber"
     hub = None
+
+    def connection_made(self, connection):
+        d = connection.subscribe(self.hub.channel)
+        d.addCallback(lambda _: self.link.subscription_made(True))
+        d.addErrback(lambda f: self.log.warn("cannot subscribe to the hub channel: {e}",
+                                             e=f.getErrorMessage()))
+
+    def connection_lost(self, connection):
+        self.link.subscription_made(False)
 
 
 class RedisLink(service.Service):
@@ -235,14 +312,13 @@ class RedisLink(service.Service):
         self.reactor = reactor
         self.reply_timeout = reply_timeout or None
         self.endpoint = make_endpoint(reactor, self.settings, connect_timeout, ca_file)
-        self.pool = _Pool(self.where, self.settings["db"], pool_size, isLazy=True,
-                          password=self.settings["password"],
-                          username=self.settings["username"],
+        self.connections = []  # the pool's usable ones, oldest first
+        self.stopping = False
+        self.pool = _Pool(self, self.settings["db"], pool_size,
                           replyTimeout=None,  # see _watch
                           # Replies as Redis sent them: "42" stays a string
                           # (JSON text must reach json.loads as text).
                           convertNumbers=False)
-        self.pool.link = self
         self.watchdog = task.LoopingCall(self._watch)
         self.watchdog.clock = reactor
         self.subscribers = None
@@ -255,12 +331,19 @@ class RedisLink(service.Service):
         self.round_trips = self.errors = 0
 
     def subscriber_factory(self, hub):
-        factory = _SubscriberFactory(None, None, 1, isLazy=True,
-                                     password=self.settings["password"],
-                                     username=self.settings["username"])
+        factory = _SubscriberFactory(self, None, 1)
         factory.hub = hub
         self.subscribers = factory
         return factory
+
+    def connection_made(self, connection):
+        self.connections.append(connection)
+        self.mark(True)
+
+    def connection_lost(self, connection):
+        self.connections.remove(connection)
+        if not self.connections and not self.stopping:
+            self.mark(False, "connection lost")
 
     def mark(self, up, why=""):
         if up == self.up:
@@ -345,9 +428,8 @@ class RedisLink(service.Service):
         every call). Cancelling one command's Deferred instead would not do:
         its reply would still come, and the connection stay stuck."""
         now = self.reactor.seconds()
-        for connection in list(self.pool.pool):
-            if connection.connected and connection.outstanding \
-                    and now - connection.last_progress > self.reply_timeout:
+        for connection in list(self.connections):
+            if connection.outstanding and now - connection.last_progress > self.reply_timeout:
                 self.mark(False, f"no reply within {self.reply_timeout} s")
                 connection.transport.abortConnection()
 
@@ -358,15 +440,15 @@ class RedisLink(service.Service):
         return errors.BackendUnavailable(f"Redis at {self.where} did not answer")
 
     def _connection(self):
-        """The first live pooled connection. Commands issued in one reactor
-        turn on one connection go out in one write and their replies come
-        back in one read: Redis pipelining for free. Replies on a connection
-        come in order, so commands may share it (as txredisapi's own handler
-        does for non-blocking commands); the others stand by for failover."""
-        for connection in self.pool.pool:
-            if connection.connected:
-                return connection
-        raise errors.BackendUnavailable(f"Redis at {self.where} is unreachable")
+        """The oldest usable pooled connection. Commands issued in one
+        reactor turn on one connection go out in one write and their replies
+        come back in one read: Redis pipelining for free. Replies on a
+        connection come in order, so commands may share it (as txredisapi's
+        own handler does for non-blocking commands); the others stand by for
+        failover."""
+        if not self.connections:
+            raise errors.BackendUnavailable(f"Redis at {self.where} is unreachable")
+        return self.connections[0]
 
     def startService(self):
         super().startService()
@@ -378,6 +460,7 @@ class RedisLink(service.Service):
 
     def stopService(self):
         super().stopService()
+        self.stopping = True
         if self.watchdog.running:
             self.watchdog.stop()
         factories = [f for f in (self.pool, self.subscribers) if f is not None]
