@@ -179,11 +179,12 @@ async def test_a_body_that_stops_arriving_is_cut_at_the_body_timeout(web):
 
 
 @pytest_twisted.ensureDeferred
-async def test_other_methods_get_a_json_error_naming_the_method(web):
+async def test_other_methods_get_a_json_405_naming_the_method(web):
+    """Every resource alike: tests/test_web_methods.py."""
     response, body = await web.get("/healthz", method=b"POST")
-    assert response.code == 400
+    assert response.code == 405
     assert response.headers.getRawHeaders(b"allow") == [b"GET, HEAD"]
-    assert body["code"] == 403 and "POST" in body["error"]
+    assert body == {"code": 403, "error": "/healthz takes GET or HEAD, not POST"}
 
 
 @pytest_twisted.ensureDeferred

@@ -44,18 +44,33 @@ def json_error(request, error):
     return json_body(request, error.http_status, {"error": error.msg, "code": error.code})
 
 
+READ_METHODS = (b"GET", b"HEAD")
+
+
+def wrong_method(request, allowed=READ_METHODS):
+    """The JSON 405 answer (with ``Allow``) when ``request``'s method is not
+    one of ``allowed``, else None. Every web resource refuses a method so.
+    The code is the table's 403 (invalid message), the HTTP status 405 rather
+    than its 400: the table has no code for a method."""
+    if request.method in allowed:
+        return None
+    request.setHeader(b"allow", b", ".join(allowed))
+    error = errors.InvalidMessage(
+        f"{request.path.decode('latin-1')} takes {b' or '.join(allowed).decode('ascii')}, "
+        f"not {request.method.decode('latin-1')}")
+    return json_body(request, 405, {"error": error.msg, "code": error.code})
+
+
 class JsonResource(resource.Resource):
-    """A leaf answering GET (and HEAD) with JSON; other methods get a JSON
-    error naming the method instead of twisted.web's HTML page."""
+    """A leaf answering GET (and HEAD) with JSON; other methods get the
+    JSON 405 (``wrong_method``) instead of twisted.web's HTML page."""
 
     isLeaf = True
 
     def render(self, request):
-        if request.method not in (b"GET", b"HEAD"):
-            request.setHeader(b"allow", b"GET, HEAD")
-            return json_error(request, errors.InvalidMessage(
-                f"{request.path.decode('latin-1')} takes GET, not "
-                f"{request.method.decode('latin-1')}"))
+        refused = wrong_method(request)
+        if refused is not None:
+            return refused
         return self.render_json(request)
 
     def render_json(self, request):
