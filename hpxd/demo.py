@@ -36,38 +36,45 @@ task = Task("demo")
 
 @task.function
 def add(item, a, b):
+    """a + b: two numbers added, or two strings or lists joined."""
     return a + b
 
 
 @task.function(get=True)
 def echo(item, value=None):
+    """value, sent back as it came (null when left out)."""
     return value
 
 
 @task.function(get=True)
 def whoami(item):
+    """Your session's user name and role (user name null for a guest)."""
     return dict(item.session.user_info)
 
 
 @task.function
 def count(item):
+    """A counter kept in your session's data: 1, 2, 3, ... on each call."""
     item.session.data["count"] = item.session.data.get("count", 0) + 1
     return item.session.data["count"]
 
 
 @task.function(requires="edit")
 async def remember(item, key, value):
+    """Store value under key in the scope shared by every client and node."""
     await item.scope.set(str(key), value)
     return True
 
 
 @task.function
 async def recall(item, key):
+    """The value stored under key by remember, or null."""
     return await item.scope.get(str(key))
 
 
 @task.function
 async def wait(item, seconds=1.0):
+    """Answer after seconds (1 by default, at most 30), without holding up anyone else."""
     seconds = min(max(float(seconds), 0.0), 30.0)
     await ttask.deferLater(reactor, seconds, lambda: None)
     return seconds
@@ -75,6 +82,7 @@ async def wait(item, seconds=1.0):
 
 @task.function
 async def countdown(item, start=3):
+    """Send start, start - 1, ... 1 one by one (a stream), then return "liftoff"."""
     for n in range(min(int(start), 100), 0, -1):
         item.send(n)
         await ttask.deferLater(reactor, 0.05, lambda: None)
@@ -83,6 +91,7 @@ async def countdown(item, start=3):
 
 @task.function(requires="edit")
 async def announce(item, message):
+    """Broadcast message, with your name, to every connected client."""
     await item.broadcast("announce", {"message": str(message),
                                       "from": item.session.user_name})
     return True
@@ -90,7 +99,8 @@ async def announce(item, message):
 
 @task.function
 async def watch_clock(item, seconds=10):
-    """The clock process pushes "tick" to this connection every second."""
+    """The clock process pushes "tick" to this connection every second for
+    seconds (10 by default, at most 300)."""
     client_id = item.environ.get("client_id")
     if client_id is None:
         raise item.error("watch_clock needs a door that takes pushes (TCP or WebSocket)")
@@ -126,6 +136,7 @@ async def clock(ctx):
 
 @task.function
 def fail(item):
+    """Always fails with an unexpected error: what a bug looks like (code 100)."""
     raise RuntimeError("the demo's fail() always fails")
 
 
@@ -134,6 +145,7 @@ catalog = task.item("catalog", fields={"name": "text", "price": "real"})
 
 @catalog.function
 def test(item, a, b):
+    """a + b, refused to guests."""
     if item.session.role == "guest":
         raise item.error("guests may not test")
     return a + b
@@ -148,6 +160,7 @@ async def list_(item, limit=100, offset=0, filters=None, order_by=None):
 
 @catalog.function
 async def count(item, filters=None):
+    """How many catalog records match filters ([[field, op, value], ...]; all without)."""
     return await item.records.count(filters=filters)
 
 
@@ -160,6 +173,7 @@ async def get(item, id):
 
 @catalog.function(requires="create", name="add")
 async def add_row(item, name, price):
+    """Insert a catalog record; returns its id."""
     return await item.records.insert({"name": name, "price": price})
 
 
@@ -171,4 +185,5 @@ async def save(item, id, values, expect_hash=None):
 
 @catalog.function(requires="delete")
 async def remove(item, id):
+    """Delete the catalog record with this id."""
     return await item.records.delete(id)

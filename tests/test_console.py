@@ -9,10 +9,11 @@ would test nothing.
 
 import json
 import os
+import threading
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, protocol
+from twisted.internet import defer, protocol, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
 from hpxd.app import Task
@@ -257,6 +258,97 @@ async def test_without_a_static_dir_static_is_a_json_404(tmp_path, site):
             assert response.json()["code"] == 404
     finally:
         await service.stopService()
+
+
+# -- the lookup runs off the reactor ----------------------------------------------
+
+def sleep(seconds):
+    from twisted.internet import reactor
+    return task.deferLater(reactor, seconds, lambda: None)
+
+
+async def until(condition, what, seconds=10):
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return
+        await sleep(0.01)
+    raise AssertionError(f"not seen in {seconds} s: {what}")
+
+
+@pytest.fixture
+def slow_resolve(monkeypatch):
+    """``console.resolve`` held until ``release`` is set; it fails at once
+    on the reactor thread (where waiting would stop the test itself)."""
+    from hpxd.doors.web import console
+    real, reactor_thread = console.resolve, threading.current_thread()
+
+    class Slow:
+        started, release, threads = threading.Event(), threading.Event(), []
+
+        @staticmethod
+        def resolve(root, segments):
+            Slow.threads.append(threading.current_thread())
+            if threading.current_thread() is reactor_thread:
+                raise AssertionError("static path resolved on the reactor thread")
+            Slow.started.set()
+            assert Slow.release.wait(10), "never released"
+            return real(root, segments)
+
+    monkeypatch.setattr(console, "resolve", Slow.resolve)
+    yield Slow
+    Slow.release.set()
+
+
+@pytest_twisted.ensureDeferred
+async def test_static_paths_are_resolved_off_the_reactor_thread(web, slow_resolve):
+    slow_resolve.release.set()
+    response = await send(web, b"/static/hello.txt")
+    assert (response.status, response.body) == (200, b"hello static\n")
+    assert slow_resolve.threads and threading.current_thread() not in slow_resolve.threads
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_slow_static_lookup_does_not_hold_up_other_requests(web, slow_resolve):
+    slow = defer.ensureDeferred(send(web, b"/static/hello.txt"))
+    await until(lambda: slow_resolve.started.is_set() or slow.called, "the lookup starts")
+    assert not slow.called, slow.result.status
+    page = await send(web, b"/")  # answered while the lookup waits
+    assert page.status == 200
+    assert not slow.called
+    slow_resolve.release.set()
+    response = await slow
+    assert (response.status, response.body) == (200, b"hello static\n")
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("target", [b"/static/hello.txt", b"/static/nope.txt"])
+async def test_a_client_that_hangs_up_during_the_lookup_is_not_answered(web, slow_resolve,
+                                                                        monkeypatch, target):
+    """Nothing is written to the request it left (twisted.web would raise)."""
+    from hpxd.doors.web import console
+    outcomes = []
+    real_serve = console.StaticFiles._serve
+
+    def serve(self, *args):
+        try:
+            real_serve(self, *args)
+        except BaseException as e:
+            outcomes.append(e)
+            raise
+        outcomes.append("returned")
+
+    monkeypatch.setattr(console.StaticFiles, "_serve", serve)
+    client = RawHttp(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    from twisted.internet import reactor
+    await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", web, timeout=5), client)
+    await until(slow_resolve.started.is_set, "the lookup starts")
+    client.transport.loseConnection()
+    assert await client.done == b""
+    slow_resolve.release.set()
+    await until(lambda: outcomes, "the lookup's result handled")
+    assert outcomes == ["returned"]
+    response = await send(web, target)  # and the listener goes on
+    assert response.status in (200, 404)
 
 
 # -- the console page ----------------------------------------------------------

@@ -6,12 +6,15 @@ HPXD_REQUIRE_SERVICES=1 (CI). Set HPXD_CONSOLE_SCREENSHOT=docs/console.png
 to save the screenshot of the console in use that docs/console.md shows.
 """
 
+import inspect
 import json
 import os
+import re
 import time
 
 import pytest
 
+from hpxd import demo
 from hpxd.core.passwords import hash_password
 from tests.support import REQUIRE_SERVICES, Daemon, free_port, need, tcp_config
 
@@ -92,7 +95,8 @@ def wait_for(page, condition, what, timeout=10):
 def lines(page):
     """The log as [(kind, stream, text)], oldest first."""
     return [tuple(parts[1:]) for parts in page.eval_on_selector_all(
-        "#log li", "lis => lis.map(li => [...li.children].map(s => s.textContent))")]
+        "#log li", "lis => lis.map(li => [...li.querySelectorAll(':scope > span')]"
+                   ".map(s => s.textContent))")]
 
 
 def log_in(page):
@@ -139,9 +143,69 @@ def test_a_wrong_password_is_shown_as_an_error(page):
     page.get_by_label("User", exact=True).fill(USER)
     page.get_by_label("Password", exact=True).fill("not-the-password")
     page.get_by_role("button", name="Log in").click()
-    wait_for(page, lambda: any(k == "error" and t.startswith("login: 411")
-                               for k, _, t in lines(page)), "the login error", timeout=15)
+    wait_for(page, lambda: ("error", "login", "411 wrong user name or password") in lines(page),
+             "the login error", timeout=15)
     assert page.text_content("#who") == "a guest (role guest)"
+
+
+def test_every_error_from_the_server_reads_code_then_message(page):
+    """A call's error and a built-in action's alike: "CODE message", the
+    stream column saying what it answers."""
+    [(kind, text), _] = answers(page, call(page, "add", "[1]"))
+    assert kind == "error" and re.fullmatch(r"413 add: .*'b'.*", text), text
+    page.get_by_label("User", exact=True).fill(USER)
+    page.get_by_label("Password", exact=True).fill("not-the-password")
+    page.get_by_role("button", name="Log in").click()
+    wait_for(page, lambda: any(k == "error" and s == "login" for k, s, _ in lines(page)),
+             "the login error", timeout=15)
+    errors = [(s, t) for k, s, t in lines(page) if k == "error"]
+    assert all(re.fullmatch(r"\d+ \S.*", t) for _, t in errors), errors
+
+
+def test_log_out_is_offered_to_a_logged_in_user_only(page):
+    logout = page.get_by_role("button", name="Log out")
+    assert page.text_content("#who") == "a guest (role guest)"
+    assert not logout.is_visible()
+    log_in(page)
+    assert logout.is_visible()
+    logout.click()
+    wait_for(page, lambda: page.text_content("#who") == "a guest (role guest)", "logged out")
+    assert not logout.is_visible()
+
+
+def test_the_argument_placeholder_is_made_from_the_functions_signature(page):
+    def placeholder(name):
+        page.get_by_label("Function", exact=True).select_option(name)
+        return page.get_attribute("#args", "placeholder")
+
+    assert placeholder("add") == '{"a": …, "b": …}  or  [a, b]'
+    assert placeholder("countdown") == '{"start": …}  or  [start]  (optional: start)'
+    assert placeholder("whoami") == "no arguments: leave it empty"
+
+
+def test_the_chosen_functions_doc_string_is_shown(page):
+    for name, fn in [("add", demo.add), ("countdown", demo.countdown),
+                     ("watch_clock", demo.watch_clock)]:
+        page.get_by_label("Function", exact=True).select_option(name)
+        assert page.text_content("#function-doc") == inspect.getdoc(fn)
+        assert page.text_content("#function-needs") == "needs view"
+
+
+def test_a_long_line_can_be_read_whole(page):
+    value = " ".join(f"word{i}" for i in range(800))  # about 7,000 characters
+    stream = call(page, "echo", json.dumps({"value": value}))
+    answers(page, stream)
+    line = page.locator("#log li.data").last
+    text = line.locator(".text")
+    assert text.text_content() == json.dumps(value)
+    wrapped = "e => e.scrollWidth <= e.clientWidth + 1"  # nothing cut off at the right
+    whole = "e => e.scrollHeight <= e.clientHeight + 1"  # nor at the bottom
+    assert line.evaluate(wrapped) and text.evaluate(wrapped)
+    assert not text.evaluate(whole)  # a line this long is folded at first...
+    line.get_by_role("button", name=re.compile("show all")).click()
+    assert line.evaluate(wrapped) and text.evaluate(wrapped) and text.evaluate(whole)
+    line.get_by_role("button", name="show less").click()
+    assert not text.evaluate(whole)
 
 
 def test_add_1_2_shows_3(page):
@@ -233,10 +297,11 @@ def test_the_console_in_use_shows_every_kind_of_line(page, tmp_path):
     answers(page, call(page, "countdown", '{"start": 3}'))
     answers(page, call(page, "announce", '{"message": "hi"}'))
     answers(page, call(page, "fail"))
+    answers(page, call(page, "echo", json.dumps({"value": " ".join(["a long value"] * 50)})))
     call(page, "watch_clock", '{"seconds": 2}')
     wait_for(page, lambda: ("push", "clock") in {(k, s) for k, s, _ in lines(page)}, "a tick")
     page.get_by_label("Function", exact=True).select_option("countdown")
-    page.get_by_label("Arguments as JSON").fill('{"start": 3}')
+    page.get_by_label("Arguments as JSON").fill("")  # its placeholder shows
     kinds = {kind for kind, _, _ in lines(page)}
     assert {"socket", "session", "functions", "call", "data", "close", "error",
             "broadcast", "push"} <= kinds

@@ -7,7 +7,8 @@ import socket
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, task
+from twisted.internet import defer, protocol, task
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.web.client import Agent, readBody
 from twisted.web.http_headers import Headers
 from zope.interface.verify import verifyObject
@@ -123,12 +124,67 @@ async def test_a_body_past_max_body_bytes_is_refused_and_the_listener_goes_on(we
     assert (response.code, body) == (200, {"status": "live"})
 
 
+class RawHttp(protocol.Protocol):
+    """Writes ``request`` and collects what comes back until the server closes."""
+
+    def __init__(self, request):
+        self.request, self.data, self.done = request, b"", defer.Deferred()
+
+    def connectionMade(self):
+        self.transport.write(self.request)
+
+    def dataReceived(self, data):
+        self.data += data
+
+    def connectionLost(self, reason):
+        if not self.done.called:  # not timed out
+            self.done.callback(self.data)
+
+
+async def answer_within(port, request, seconds):
+    """What the server answers to the raw bytes ``request`` (which it never
+    gets more of) and closes the connection after, within ``seconds``."""
+    from twisted.internet import reactor
+    client = RawHttp(request)
+    await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=5), client)
+    client.done.addTimeout(seconds, reactor)
+    try:
+        raw = await client.done
+    except defer.TimeoutError:
+        client.transport.abortConnection()
+        raise AssertionError(f"no answer and no close within {seconds} s: {client.data!r}") \
+            from None
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return head.split(b"\r\n")[0], json.loads(body)
+
+
 @pytest_twisted.ensureDeferred
-async def test_other_methods_get_a_json_error_naming_the_method(web):
+async def test_a_declared_body_past_max_body_bytes_is_answered_before_it_is_sent(web):
+    request = (b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+               % (2 * 1024 * 1024))
+    status, body = await answer_within(web.port, request, 3)
+    assert status == b"HTTP/1.1 400 Bad Request"
+    assert body["code"] == 410
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_body_that_stops_arriving_is_cut_at_the_body_timeout(web):
+    [door] = web.service.doors
+    door.site.body_timeout = 0.3  # BODY_TIMEOUT, shortened for the test
+    request = b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789"
+    status, body = await answer_within(web.port, request, 3)
+    assert status == b"HTTP/1.1 400 Bad Request"
+    assert body == {"code": 410, "error": "request body not received within 0.3 s "
+                                          "(10 of 100 bytes)"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_other_methods_get_a_json_405_naming_the_method(web):
+    """Every resource alike: tests/test_web_methods.py."""
     response, body = await web.get("/healthz", method=b"POST")
-    assert response.code == 400
+    assert response.code == 405
     assert response.headers.getRawHeaders(b"allow") == [b"GET, HEAD"]
-    assert body["code"] == 403 and "POST" in body["error"]
+    assert body == {"code": 403, "error": "/healthz takes GET or HEAD, not POST"}
 
 
 @pytest_twisted.ensureDeferred

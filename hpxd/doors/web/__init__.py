@@ -23,6 +23,11 @@ from hpxd.core.metrics import DoorTraffic
 from hpxd.doors import Listener, fire, waiter
 
 IDLE_TIMEOUT = 60  # seconds an idle keep-alive HTTP connection is kept open
+# Seconds a request body has to arrive whole, counted from the end of its
+# headers (the idle timeout restarts with every byte, so a body trickling in
+# would hold the connection for ever): at the default max_body_bytes (1 MiB)
+# at least 35 kB/s.
+BODY_TIMEOUT = 30
 log = Logger()
 
 
@@ -39,18 +44,33 @@ def json_error(request, error):
     return json_body(request, error.http_status, {"error": error.msg, "code": error.code})
 
 
+READ_METHODS = (b"GET", b"HEAD")
+
+
+def wrong_method(request, allowed=READ_METHODS):
+    """The JSON 405 answer (with ``Allow``) when ``request``'s method is not
+    one of ``allowed``, else None. Every web resource refuses a method so.
+    The code is the table's 403 (invalid message), the HTTP status 405 rather
+    than its 400: the table has no code for a method."""
+    if request.method in allowed:
+        return None
+    request.setHeader(b"allow", b", ".join(allowed))
+    error = errors.InvalidMessage(
+        f"{request.path.decode('latin-1')} takes {b' or '.join(allowed).decode('ascii')}, "
+        f"not {request.method.decode('latin-1')}")
+    return json_body(request, 405, {"error": error.msg, "code": error.code})
+
+
 class JsonResource(resource.Resource):
-    """A leaf answering GET (and HEAD) with JSON; other methods get a JSON
-    error naming the method instead of twisted.web's HTML page."""
+    """A leaf answering GET (and HEAD) with JSON; other methods get the
+    JSON 405 (``wrong_method``) instead of twisted.web's HTML page."""
 
     isLeaf = True
 
     def render(self, request):
-        if request.method not in (b"GET", b"HEAD"):
-            request.setHeader(b"allow", b"GET, HEAD")
-            return json_error(request, errors.InvalidMessage(
-                f"{request.path.decode('latin-1')} takes GET, not "
-                f"{request.method.decode('latin-1')}"))
+        refused = wrong_method(request)
+        if refused is not None:
+            return refused
         return self.render_json(request)
 
     def render_json(self, request):
@@ -108,50 +128,120 @@ class Channel(http.HTTPChannel):
 
 
 class Request(server.Request):
-    """A request whose body may not pass its site's ``max_body_bytes``.
+    """A request whose body must stay within its site's ``max_body_bytes``
+    and arrive whole within its ``body_timeout``.
 
-    twisted.web keeps a whole body, however large (in a temporary file past
-    100 kB). Here the bytes past the cap are read and dropped, never stored,
-    and the site answers the request with a 410 and closes the connection
-    (``WebSite.getResourceFor``)."""
+    twisted.web reads a whole body, however large (into a temporary file past
+    100 kB) and however slowly, before anything answers it. Here the body is
+    refused the moment it is known to break a rule: a declared Content-Length
+    past the cap at once (and no ``100 Continue`` is sent for it), a chunked
+    body when it passes the cap, any body at the deadline. Nothing of a
+    refused body is kept; the site answers it with a 410 (``RefusedBody``)
+    and the connection closes, the rest of the body unread."""
 
-    body_too_large = False
+    refusal = None  # the HpxdError answered instead of the resource
     body_received = 0
+    _declared = 0  # the Content-Length, None for a chunked body
+    _ending = None  # the delayed call that ends the body early
 
     def gotLength(self, length):
-        if length is not None and length > self.channel.site.max_body_bytes:
-            self.body_too_large = True
+        site = self.channel.site
+        self._declared = length
+        if length is not None and length > site.max_body_bytes:
+            # The channel answers "Expect: 100-continue" right after this:
+            # a body that is refused is not asked for.
+            self.requestHeaders.removeHeader(b"expect")
+            self._refuse(_too_large(site))
             length = 0  # nothing of it is kept
+        elif length != 0:  # a body comes (None: chunked)
+            self._ending = site.reactor.callLater(site.body_timeout, self._late)
         super().gotLength(length)
 
     def handleContentChunk(self, data):
-        if self.body_too_large:
+        if self.refusal is not None:
             return
         self.body_received += len(data)
         if self.body_received > self.channel.site.max_body_bytes:  # a chunked body
-            self.body_too_large = True
             self.content.seek(0)
             self.content.truncate()  # what was kept goes too
+            self._refuse(_too_large(self.channel.site))
             return
         super().handleContentChunk(data)
 
+    def requestReceived(self, command, path, version):
+        self._stop_ending()  # the body is in (or was ended)
+        super().requestReceived(command, path, version)
 
-class BodyTooLarge(resource.Resource):
+    def connectionLost(self, reason):
+        self._stop_ending()
+        super().connectionLost(reason)
+
+    def _refuse(self, error):
+        """Answer ``error`` as soon as the parser is out of the way."""
+        self.refusal = error
+        close_after_answer(self.channel)
+        self._stop_ending()
+        self._ending = self.channel.site.reactor.callLater(0, self._end_body)
+
+    def _late(self):
+        site = self.channel.site
+        got = (f"{self.body_received} bytes, chunked" if self._declared is None
+               else f"{self.body_received} of {self._declared} bytes")
+        self.refusal = errors.ParsingError(
+            f"request body not received within {site.body_timeout:g} s ({got})")
+        close_after_answer(self.channel)
+        self._end_body()
+
+    def _end_body(self):
+        self._ending = None
+        end_body_now(self.channel)
+
+    def _stop_ending(self):
+        if self._ending is not None and self._ending.active():
+            self._ending.cancel()
+        self._ending = None
+
+
+def _too_large(site):
+    return errors.ParsingError(
+        f"request body larger than {site.max_body_bytes} bytes ({site.max_body_bytes_why})")
+
+
+# -- the one adapter over twisted.web's HTTPChannel -------------------------------
+# twisted.web has no public way to answer a request before its body is in.
+# These two functions use two undocumented names of HTTPChannel: the
+# attribute ``persistent`` and ``allContentReceived``, the method its parser
+# calls at the end of a body. tests/test_unit_web_body.py
+# (``test_the_http_channel_adapter_...``) fails when a Twisted release
+# changes them.
+
+def close_after_answer(channel):
+    """``channel`` reads no further request: it closes once the request it
+    is reading now is answered, so the rest of a refused body is never
+    parsed as another request."""
+    channel.persistent = False
+
+
+def end_body_now(channel):
+    """``channel`` takes the body it is reading as complete, with what has
+    arrived, and has its request answered now. Call it from the reactor,
+    not from inside the channel's parser."""
+    channel.allContentReceived()
+
+
+class RefusedBody(resource.Resource):
+    """The answer, whatever the path, to a request whose body was refused
+    (``Request.refusal``); the connection closes after it."""
+
     isLeaf = True
 
     def render(self, request):
-        site = request.channel.site
-        limit = site.max_body_bytes
         peer = request.getClientAddress()
-        log.info("refused a request body larger than {limit} bytes from {host}: {method} {path}",
-                 limit=limit, host=getattr(peer, "host", peer),
-                 method=request.method.decode("latin-1"), path=request.path.decode("latin-1"))
+        log.info("refused the request body of {method} {path} from {host}: {why}",
+                 method=request.method.decode("latin-1"), path=request.path.decode("latin-1"),
+                 host=getattr(peer, "host", peer), why=request.refusal.msg)
         request.setHeader(b"connection", b"close")
-        # Close once the answer is out (finishing lets go of the channel).
-        channel = request.channel
-        request.notifyFinish().addBoth(lambda _: channel.loseConnection())
-        return json_error(request, errors.ParsingError(
-            f"request body larger than {limit} bytes ({site.max_body_bytes_why})"))
+        return json_error(request, request.refusal)
 
 
 class WebSite(server.Site):
@@ -163,6 +253,7 @@ class WebSite(server.Site):
         super().__init__(root, timeout=IDLE_TIMEOUT, reactor=reactor, requestFactory=Request)
         self.max_body_bytes = max_body_bytes
         self.max_body_bytes_why = max_body_bytes_why  # where the cap comes from, for the error
+        self.body_timeout = BODY_TIMEOUT
         self.label = label
         self.channels = set()
         self.inflight = 0
@@ -186,8 +277,8 @@ class WebSite(server.Site):
     def getResourceFor(self, request):
         # Every request passes here once: count it until it is answered. A
         # WebSocket upgrade is not: it never finishes as an HTTP request.
-        if request.body_too_large:
-            return BodyTooLarge()  # answered at once, whatever the path
+        if request.refusal is not None:
+            return RefusedBody()  # whatever the path
         if not _is_upgrade(request):
             self.inflight += 1
             request.notifyFinish().addBoth(self._finished)

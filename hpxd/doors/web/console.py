@@ -1,30 +1,33 @@
 """The console page at ``/``, its own files under ``/console/``, and the
 files of ``[web] static_dir`` under ``/static/`` (docs/console.md).
 
-All three are read-only (GET and HEAD; anything else gets a JSON 405) and
-answer the JSON 404 for anything they do not serve: directories are never
-listed, and no path leaves its root.
+All three answer the JSON 404 for anything they do not serve (whatever the
+method): directories are never listed, and no path leaves its root. What
+they serve is read-only: GET and HEAD; anything else gets the JSON 405.
 
-A static request is resolved here, whole, before any file is touched: every
-path segment is checked (no empty, dot-led, ``/``, ``\\`` or NUL segment),
-the path is resolved with ``os.path.realpath`` (so symlinks are followed
-first) and must stay inside the root's own real path (``os.path.commonpath``)
-and be a regular file. Only then does twisted.web's ``static.File`` render
-that one file: it brings HEAD, Range, If-Modified-Since and a producer that
-reads 64 KiB at a time as the socket takes it, so a large file never blocks
-the reactor in one read. ``File`` is never used as a tree: its own child
-lookup refuses ``..`` but follows symlinks out of its root, lists
-directories, and serves ``index.html`` or a sibling by extension.
+A static request is resolved here, whole, before any file is touched, in a
+thread of the reactor's pool (``resolve`` stats every segment of the path:
+a slow disk must not stop the reactor): every path segment is checked (no
+empty, dot-led, ``/``, ``\\`` or NUL segment), the path is resolved with
+``os.path.realpath`` (so symlinks are followed first) and must stay inside
+the root's own real path (``os.path.commonpath``) and be a regular file.
+Only then does twisted.web's ``static.File`` render that one file: it brings
+HEAD, Range, If-Modified-Since and a producer that reads 64 KiB at a time as
+the socket takes it, so a large file never blocks the reactor in one read
+(its one stat and open of the checked file happen on the reactor). ``File``
+is never used as a tree: its own child lookup refuses ``..`` but follows
+symlinks out of its root, lists directories, and serves ``index.html`` or a
+sibling by extension.
 """
 
 import os
 import re
 
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
-from twisted.web import resource, static
+from twisted.web import resource, server, static
 
-from hpxd.core import errors
-from hpxd.doors.web import NoSuchPath, json_body
+from hpxd.doors.web import NoSuchPath, wrong_method
 
 FILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "console")
 PAGE = os.path.join(FILES, "index.html")
@@ -65,19 +68,10 @@ def content_security_policy(request):
         b"frame-ancestors 'none'"])
 
 
-def read_only(request):
-    """The JSON 405 for anything but GET and HEAD, or None."""
-    if request.method in (b"GET", b"HEAD"):
-        return None
-    request.setHeader(b"allow", b"GET, HEAD")
-    error = errors.InvalidMessage(f"{request.path.decode('latin-1')} takes GET or HEAD, not "
-                                  f"{request.method.decode('latin-1')}")
-    return json_body(request, 405, {"error": error.msg, "code": error.code})
-
-
 def resolve(root, segments):
     """The real path of the file ``segments`` names under ``root`` (itself a
-    real path), or None when it names none, or one outside ``root``."""
+    real path), or None when it names none, or one outside ``root``.
+    Blocking (it stats the path): run in a thread."""
     names = []
     for segment in segments:
         try:
@@ -107,7 +101,8 @@ class Unreadable(NoSuchPath):
 
 
 class CheckedFile(static.File):
-    """One regular file that ``resolve`` has checked, rendered by twisted.web.
+    """One regular file that ``resolve`` has checked (or one of the
+    console's own), rendered by twisted.web for GET and HEAD.
 
     A leaf: ``File``'s own child lookup (symlinks, listings) is never used.
     """
@@ -118,11 +113,17 @@ class CheckedFile(static.File):
     childNotFound = NoSuchPath()  # removed between the check and the open
     forbidden = Unreadable()
 
+    def render(self, request):
+        refused = wrong_method(request)
+        if refused is not None:
+            return refused
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        request.setHeader(b"cache-control", CACHE_CONTROL)
+        return super().render(request)
 
-def serve_file(request, path):
-    request.setHeader(b"x-content-type-options", b"nosniff")
-    request.setHeader(b"cache-control", CACHE_CONTROL)
-    return CheckedFile(path, defaultType=DEFAULT_TYPE).render(request)
+
+def checked_file(path):
+    return CheckedFile(path, defaultType=DEFAULT_TYPE)
 
 
 class StaticFiles(resource.Resource):
@@ -132,6 +133,7 @@ class StaticFiles(resource.Resource):
 
     def __init__(self, node, config, reactor):
         super().__init__()
+        self.reactor = reactor
         # Resolved now, at start-up, before twistd changes directory.
         self.root = os.path.realpath(config.static_dir) if config.static_dir else None
         if self.root is not None and not os.path.isdir(self.root):
@@ -139,14 +141,29 @@ class StaticFiles(resource.Resource):
                      root=self.root)
 
     def render(self, request):
-        refused = read_only(request)
-        if refused is not None:
-            return refused
-        # A few stat calls on the reactor thread, as twisted.web's File makes too.
-        path = resolve(self.root, request.postpath) if self.root else None
-        if path is None:
+        if self.root is None:
             return NoSuchPath().render(request)
-        return serve_file(request, path)
+        gone = []  # the client hung up before the lookup was done
+        request.notifyFinish().addErrback(gone.append)
+        d = deferToThreadPool(self.reactor, self.reactor.getThreadPool(),
+                              resolve, self.root, tuple(request.postpath))
+        d.addCallback(self._serve, request, gone)
+        d.addErrback(self._failed, request, gone)
+        return server.NOT_DONE_YET
+
+    def _serve(self, path, request, gone):
+        if gone:
+            return
+        # Request.render answers as twisted.web answers any resource (HEAD,
+        # Content-Length, a render that returns NOT_DONE_YET).
+        request.render(NoSuchPath() if path is None else checked_file(path))
+
+    def _failed(self, failure, request, gone):
+        if gone or request.finished:
+            log.failure("serving static file {path} failed", failure,
+                        path=request.path.decode("latin-1"))
+        else:
+            request.processingFailed(failure)  # logs it, answers 500: as a render that raised
 
 
 class ConsoleFiles(resource.Resource):
@@ -158,12 +175,10 @@ class ConsoleFiles(resource.Resource):
         super().__init__()
 
     def render(self, request):
-        refused = read_only(request)
-        if refused is not None:
-            return refused
-        if len(request.postpath) != 1 or request.postpath[0].decode("latin-1") not in CONSOLE_FILES:
+        name = request.postpath[0].decode("latin-1") if len(request.postpath) == 1 else None
+        if name not in CONSOLE_FILES:
             return NoSuchPath().render(request)
-        return serve_file(request, os.path.join(FILES, request.postpath[0].decode("latin-1")))
+        return checked_file(os.path.join(FILES, name)).render(request)
 
 
 class ConsolePage(resource.Resource):
@@ -175,9 +190,6 @@ class ConsolePage(resource.Resource):
         return NoSuchPath()  # "//" and below
 
     def render(self, request):
-        refused = read_only(request)
-        if refused is not None:
-            return refused
         request.setHeader(b"content-security-policy", content_security_policy(request))
         request.setHeader(b"referrer-policy", b"no-referrer")
-        return serve_file(request, PAGE)
+        return checked_file(PAGE).render(request)

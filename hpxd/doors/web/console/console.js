@@ -6,7 +6,9 @@
 (function () {
   const $ = (id) => document.getElementById(id);
   const MAX_LINES = 2000; // the log keeps the newest lines only: memory stays bounded
+  const LONG_LINE = 600; // characters: a longer line is folded, with a button to show it all
   const streams = new Map(); // streamId -> {data, error, close} of a call in flight
+  const callable = new Map(); // name -> {name, requires, parameters, doc} from "functions"
   let socket = null;
   let nextStream = 1;
   let sessionId = null; // in memory only: to re-attach after a reconnect
@@ -39,9 +41,40 @@
       span.textContent = value;
       line.append(span);
     }
+    if (text.length > LONG_LINE) {
+      line.classList.add("long");
+      const more = document.createElement("button");
+      more.type = "button";
+      more.className = "more";
+      line.append(more);
+      fold(line, true);
+    }
     log.append(line);
     while (log.childElementCount > MAX_LINES) log.firstElementChild.remove();
     if (following) log.scrollTop = log.scrollHeight;
+  }
+
+  // A long line shows its first few rows, or (unfolded) all of it.
+  function fold(line, folded) {
+    const more = line.querySelector("button.more");
+    line.classList.toggle("open", !folded);
+    more.setAttribute("aria-expanded", String(!folded));
+    more.textContent = folded
+      ? `show all ${line.querySelector(".text").textContent.length} characters` : "show less";
+  }
+
+  function foldOnClick(event) {
+    const more = event.target.closest("button.more");
+    if (more !== null) fold(more.parentElement, more.parentElement.classList.contains("open"));
+  }
+
+  // Every error from the server reads "CODE message" (docs/errors.md); the
+  // stream column says what it answers: "#n" for a call, or the built-in
+  // action. Errors the console finds itself have no code.
+  function failed(stream, failure) {
+    if (failure.shown) return;
+    show("error", stream,
+         failure.code === undefined ? failure.error : `${failure.code} ${failure.error}`);
   }
 
   // -- the socket ------------------------------------------------------------------
@@ -62,7 +95,10 @@
     show("socket", "", `open ${url}`);
     if (sessionId !== null) {
       // The session outlives the connection for a grace period: keep it.
-      await ask("attach", {session: sessionId}).catch(() => { sessionId = null; });
+      await ask("attach", {session: sessionId}).catch((failure) => {
+        sessionId = null;
+        failed("attach", failure);
+      });
     }
     await refresh();
   }
@@ -72,7 +108,7 @@
     $("connection").textContent = why;
     show("socket", "", why);
     for (const handlers of streams.values()) {
-      handlers.error({error: "the connection closed", code: event.code});
+      handlers.error({error: `the connection closed (code ${event.code})`});
       handlers.close();
     }
     streams.clear();
@@ -94,7 +130,7 @@
     } else if (streams.has(message.streamId)) {
       answered(message);
     } else if ("error" in message) { // a protocol error without a stream
-      show("error", compact(message.streamId), `${message.code} ${message.error}`);
+      failed(compact(message.streamId), message);
     } else {
       show("unknown", compact(message.streamId), text);
     }
@@ -147,7 +183,7 @@
         error: (message) => { failure = message; },
         close: () => (failure ? reject(failure) : resolve(last)),
       });
-      if (id === null) reject({error: "not connected", code: 0});
+      if (id === null) reject({error: "not connected", shown: true}); // send said so
     });
   }
 
@@ -157,6 +193,7 @@
     sessionId = session.session;
     $("who").textContent = session.user === null
       ? `a guest (role ${session.role})` : `${session.user} (role ${session.role})`;
+    $("logout").hidden = session.user === null; // a guest has nothing to log out of
     show("session", "", $("who").textContent);
   }
 
@@ -164,12 +201,15 @@
     try {
       showSession(await ask("session", null));
     } catch (failure) {
+      failed("session", failure);
       $("who").textContent = "not logged in";
-      show("session", "", `not logged in: ${failure.code} ${failure.error}`);
+      $("logout").hidden = true;
+      show("session", "", "not logged in");
     }
     try {
       listFunctions(await ask("functions", null));
     } catch (failure) {
+      failed("functions", failure);
       listFunctions([]);
     }
   }
@@ -183,46 +223,60 @@
     const select = $("function");
     const chosen = select.value;
     select.replaceChildren();
+    callable.clear();
     for (const f of functions) {
+      callable.set(f.name, f);
       const option = document.createElement("option");
       option.value = f.name;
       option.textContent = signature(f);
-      option.title = f.doc || "";
-      option.dataset.requires = f.requires;
       select.append(option);
     }
-    if (functions.some((f) => f.name === chosen)) select.value = chosen;
-    describe();
+    if (callable.has(chosen)) select.value = chosen;
+    showChosen();
     show("functions", "", `${functions.length} you may call`);
   }
 
-  function describe() {
-    const option = $("function").selectedOptions[0];
-    $("function-doc").textContent = option
-      ? `needs ${option.dataset.requires}${option.title ? " · " + option.title : ""}`
-      : "no function you may call";
+  // What the arguments of ``f`` look like, from its parameters' names.
+  function placeholder(f) {
+    const names = f.parameters.map((p) => p.name);
+    if (names.length === 0) return "no arguments: leave it empty";
+    const optional = f.parameters.filter((p) => !p.required).map((p) => p.name);
+    return `{${names.map((name) => `"${name}": …`).join(", ")}}  or  [${names.join(", ")}]` +
+      (optional.length ? `  (optional: ${optional.join(", ")})` : "");
+  }
+
+  function showChosen() {
+    const f = callable.get($("function").value);
+    $("function-needs").textContent = f ? `needs ${f.requires}` : "no function you may call";
+    $("function-doc").textContent = f ? f.doc : "";
+    $("args").placeholder = f ? placeholder(f) : "";
   }
 
   async function logIn(event) {
     event.preventDefault();
     const user = $("user").value;
-    show("call", "", `login ${compact({user: user})}`); // never the password
+    show("call", "login", compact({user: user})); // never the password
     try {
       showSession(await ask("login", {user: user, password: $("password").value}));
       $("password").value = "";
+    } catch (failure) {
+      failed("login", failure);
+      return;
+    }
+    try {
       listFunctions(await ask("functions", null));
     } catch (failure) {
-      show("error", "", `login: ${failure.code} ${failure.error}`);
+      failed("functions", failure);
     }
   }
 
   async function logOut() {
-    show("call", "", "logout");
+    show("call", "logout", "");
     try {
       await ask("logout", null);
       sessionId = null;
     } catch (failure) {
-      show("error", "", `logout: ${failure.code} ${failure.error}`);
+      failed("logout", failure);
     }
     await refresh();
   }
@@ -250,16 +304,16 @@
     const name = $("function").value;
     const args = parseArguments($("args").value);
     if (!name) {
-      show("error", "", "choose a function first");
+      failed("", {error: "choose a function first"});
       return;
     }
     if (args.problem !== undefined) {
-      show("error", "", `${name}: ${args.problem}; not sent`);
+      failed("", {error: `${name} not sent: ${args.problem}`});
       return;
     }
     const id = send(name, args.value, {
       data: (value) => show("data", `#${id}`, compact(value)),
-      error: (m) => show("error", `#${id}`, `${m.code} ${m.error}`),
+      error: (failure) => failed(`#${id}`, failure),
       close: () => show("close", `#${id}`, "closed"),
     });
     if (id !== null) show("call", `#${id}`, `${name} ${args.value === null ? "" : compact(args.value)}`);
@@ -276,10 +330,11 @@
     $("login-form").addEventListener("submit", logIn);
     $("logout").addEventListener("click", logOut);
     $("call-form").addEventListener("submit", call);
-    $("function").addEventListener("change", describe);
+    $("function").addEventListener("change", showChosen);
     $("args").addEventListener("keydown", callOnCtrlEnter);
     $("reconnect").addEventListener("click", connect);
     $("clear").addEventListener("click", () => $("log").replaceChildren());
+    $("log").addEventListener("click", foldOnClick);
     connect();
   });
 })();
