@@ -244,7 +244,7 @@ async def test_static_files_are_read_only(web, site, method):
     response = await send(web, b"/static/hello.txt", method=method)
     assert response.status == 405
     assert response.headers["allow"] == "GET, HEAD"
-    assert response.json()["code"] == 403 and method.decode() in response.json()["error"]
+    assert response.json()["code"] == 418 and method.decode() in response.json()["error"]
     assert (root / "hello.txt").read_text() == "hello static\n"
 
 
@@ -410,7 +410,7 @@ async def test_the_console_page_takes_get_only(web):
     response = await send(web, b"/", method=b"POST")
     assert response.status == 405
     assert response.headers["allow"] == "GET, HEAD"
-    assert response.json()["code"] == 403
+    assert response.json()["code"] == 418
 
 
 @pytest_twisted.ensureDeferred

@@ -184,7 +184,7 @@ async def test_other_methods_get_a_json_405_naming_the_method(web):
     response, body = await web.get("/healthz", method=b"POST")
     assert response.code == 405
     assert response.headers.getRawHeaders(b"allow") == [b"GET, HEAD"]
-    assert body == {"code": 403, "error": "/healthz takes GET or HEAD, not POST"}
+    assert body == {"code": 418, "error": "/healthz takes GET or HEAD, not POST"}
 
 
 @pytest_twisted.ensureDeferred

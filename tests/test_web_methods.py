@@ -1,5 +1,5 @@
 """Every web resource that takes GET and HEAD answers any other method with
-HTTP 405, an ``Allow`` header and the JSON error of the one table (code 403,
+HTTP 405, an ``Allow`` header and the JSON error of the one table (code 418,
 naming the method), on the web listener and on the ``[metrics]`` listener;
 a path nobody serves stays the JSON 404 whatever the method. In process on
 real sockets. (``/ws`` is the WebSocket door's: not here.)"""
@@ -58,7 +58,7 @@ def assert_405(response, body, path, method):
     assert response.code == 405, (path, method, body)
     assert response.headers.getRawHeaders(b"allow") == [b"GET, HEAD"]
     assert response.headers.getRawHeaders(b"content-type") == [b"application/json"]
-    assert json.loads(body) == {"code": 403, "error": f"{path} takes GET or HEAD, not "
+    assert json.loads(body) == {"code": 418, "error": f"{path} takes GET or HEAD, not "
                                                       f"{method.decode()}"}
 
 

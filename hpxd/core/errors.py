@@ -110,6 +110,13 @@ class TooManyGuests(HpxdError):
     code, title, http_status = 417, "too many guest sessions", 503
 
 
+class MethodNotAllowed(HpxdError):
+    """A web resource was asked with an HTTP method it does not take (the
+    answer's ``Allow`` header names those it does)."""
+
+    code, title, http_status = 418, "method not allowed", 405
+
+
 class JSONParseError(HpxdError):
     code, title, http_status = 900, "JSON parse error", 400
 
@@ -120,5 +127,5 @@ ERROR_TABLE = {cls.code: cls for cls in (
     PermissionDenied, AuthRequired, SessionExpired, ParsingError,
     WrongCredentials, MissingCredentials, BadArguments, ShuttingDown,
     BackendUnavailable, DatabaseUnavailable, NotStreamable, NameTaken, StaleRecord,
-    TooManyGuests, JSONParseError,
+    TooManyGuests, MethodNotAllowed, JSONParseError,
 )}

@@ -1,9 +1,10 @@
 """The doors: each adapts one wire format to the core (docs/<door>.md).
 
 ``DOORS`` is the one registry the service builds doors from: a config
-section name -> the import path of a factory ``(node, section, reactor)``
-returning an ``IDoor`` provider that is also a Twisted ``IService``. A door
-is built when its section's ``listen`` list is not empty. The service
+section name -> the import path of a factory ``(node, config, reactor)``
+(``config``: the whole validated ``hpxd.config.Config``) returning an
+``IDoor`` provider that is also a Twisted ``IService``. A door is built
+when its section's ``listen`` list is not empty. The service
 imports none of them by name, and no door imports another.
 """
 
@@ -21,7 +22,9 @@ DOORS = {
 }
 
 # The web door's resources: top-level path segment -> the import path of a
-# factory ``(node, web section, reactor)`` returning a twisted.web resource.
+# factory ``(node, config, reactor)`` (the whole validated config: a resource
+# may need [web], [sessions], [auth], data_dir...) returning a twisted.web
+# resource.
 # A web resource (/ws, /api, /ajax, /forms, /metrics ...) joins here.
 WEB_RESOURCES = {
     "healthz": "hpxd.doors.web.health.Healthz",
@@ -37,10 +40,9 @@ def build(node, config, reactor):
     """The doors that ``config`` switches on, in registry order."""
     doors = []
     for section_name, factory_path in DOORS.items():
-        section = getattr(config, section_name)
-        if not section.listen:
+        if not getattr(config, section_name).listen:
             continue
-        door = namedAny(factory_path)(node, section, reactor)
+        door = namedAny(factory_path)(node, config, reactor)
         verifyObject(IDoor, door)
         doors.append(door)
     return doors

@@ -684,8 +684,9 @@ class TcpDoor(Listener):
     name = "tcp"
 
     def __init__(self, node, config, reactor=None):
-        super().__init__(config, reactor)
-        self.factory = HpxFactory(node, config, self.reactor)
+        # The [tcp] section itself: a reload changes its limits in place.
+        super().__init__(config.tcp, reactor)
+        self.factory = HpxFactory(node, config.tcp, self.reactor)
 
     def drain(self):
         return self.factory.drain()

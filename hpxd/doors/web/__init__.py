@@ -49,16 +49,13 @@ READ_METHODS = (b"GET", b"HEAD")
 
 def wrong_method(request, allowed=READ_METHODS):
     """The JSON 405 answer (with ``Allow``) when ``request``'s method is not
-    one of ``allowed``, else None. Every web resource refuses a method so.
-    The code is the table's 403 (invalid message), the HTTP status 405 rather
-    than its 400: the table has no code for a method."""
+    one of ``allowed``, else None. Every web resource refuses a method so."""
     if request.method in allowed:
         return None
     request.setHeader(b"allow", b", ".join(allowed))
-    error = errors.InvalidMessage(
+    return json_error(request, errors.MethodNotAllowed(
         f"{request.path.decode('latin-1')} takes {b' or '.join(allowed).decode('ascii')}, "
-        f"not {request.method.decode('latin-1')}")
-    return json_body(request, 405, {"error": error.msg, "code": error.code})
+        f"not {request.method.decode('latin-1')}"))
 
 
 class JsonResource(resource.Resource):
@@ -334,9 +331,9 @@ def build_root(node, config, reactor):
     for segment, factory_path in WEB_RESOURCES.items():
         root.putChild(segment.encode("ascii"), namedAny(factory_path)(node, config, reactor))
     root.websocket = root.children.get(b"ws")
-    if config.echo_path:  # for the Autobahn|Testsuite only (config checks it collides with none)
+    if config.web.echo_path:  # for the Autobahn|Testsuite only (config checks it collides with none)
         from hpxd.doors.web.echo import Echo
-        root.putChild(config.echo_path[1:].encode("ascii"), Echo(node, config, reactor))
+        root.putChild(config.web.echo_path[1:].encode("ascii"), Echo(node, config, reactor))
     return root
 
 
@@ -347,9 +344,9 @@ class WebDoor(Listener):
     name = "web"
 
     def __init__(self, node, config, reactor=None):
-        super().__init__(config, reactor)
+        super().__init__(config.web, reactor)
         self.site = self.factory = WebSite(build_root(node, config, self.reactor), self.reactor,
-                                           config.max_body_bytes)
+                                           config.web.max_body_bytes)
         node.dispatcher.metrics.doors[self.name] = self.site.traffic
 
     def drain(self):

@@ -135,7 +135,8 @@ class StaticFiles(resource.Resource):
         super().__init__()
         self.reactor = reactor
         # Resolved now, at start-up, before twistd changes directory.
-        self.root = os.path.realpath(config.static_dir) if config.static_dir else None
+        static_dir = config.web.static_dir
+        self.root = os.path.realpath(static_dir) if static_dir else None
         if self.root is not None and not os.path.isdir(self.root):
             log.warn("[web] static_dir {root} is not a directory: /static/ serves nothing",
                      root=self.root)

@@ -91,10 +91,10 @@ class Echo(UpgradingResource):
     """``[web] echo_path``, as ``build_root`` mounts it."""
 
     def __init__(self, node, config, reactor):
-        self.factory = EchoFactory(config, reactor)
-        super().__init__(self.factory, config.allowed_origins)
+        self.factory = EchoFactory(config.web, reactor)
+        super().__init__(self.factory, config.web.allowed_origins)
         log.warn("echo WebSocket at {path}: for conformance tests only, not for production",
-                 path=config.echo_path)
+                 path=config.web.echo_path)
 
     def drain(self):
         # An echo answers inside onMessage: there is never a call in flight.

@@ -21,7 +21,7 @@ from hpxd.doors.web.health import Healthz, Readyz
 
 def metrics_resource(node, config, reactor):
     """The ``/metrics`` resource, or the unknown path's 404 when switched off."""
-    if not config.metrics:
+    if not config.web.metrics:
         return NoSuchPath()
     return MetricsPage(node)
 
@@ -143,7 +143,7 @@ class MetricsDoor(Listener):
     name = "metrics"
 
     def __init__(self, node, config, reactor=None):
-        super().__init__(config, reactor)
+        super().__init__(config.metrics, reactor)
         root = PathTree()
         root.putChild(b"metrics", MetricsPage(node))
         root.putChild(b"healthz", Healthz(node, config, self.reactor))

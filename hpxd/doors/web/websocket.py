@@ -342,8 +342,8 @@ class WebSocket(UpgradingResource):
     """``/ws``, as the web door mounts it (``hpxd.doors.WEB_RESOURCES``)."""
 
     def __init__(self, node, config, reactor):
-        self.factory = HpxWebSocketFactory(node, config, reactor)
-        super().__init__(self.factory, config.allowed_origins)
+        self.factory = HpxWebSocketFactory(node, config.web, reactor)
+        super().__init__(self.factory, config.web.allowed_origins)
 
     def drain(self):
         return self.factory.drain()
