@@ -30,6 +30,7 @@ WEB_RESOURCES = {
     "healthz": "hpxd.doors.web.health.Healthz",
     "readyz": "hpxd.doors.web.health.Readyz",
     "ws": "hpxd.doors.web.websocket.WebSocket",
+    "session": "hpxd.doors.web.session.SessionResource",  # log in and out over HTTP
     "metrics": "hpxd.doors.web.metrics.metrics_resource",  # [web] metrics
     "static": "hpxd.doors.web.console.StaticFiles",    # [web] static_dir
     "console": "hpxd.doors.web.console.ConsoleFiles",  # the console page's own files

@@ -13,6 +13,7 @@ import json
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.python.reflect import namedAny
 from twisted.web import http, resource, server
 from zope.interface import implementer
@@ -42,6 +43,34 @@ def json_body(request, status, body):
 def json_error(request, error):
     """An error of the one table, as every HTTP door answers it."""
     return json_body(request, error.http_status, {"error": error.msg, "code": error.code})
+
+
+def json_later(request, d):
+    """Answer ``request`` with what the Deferred ``d`` fires with, as JSON
+    (200), or with its ``HpxdError``; anything else is our bug: logged, and
+    answered 100. Nothing is written to a client that hung up meanwhile.
+    Returns NOT_DONE_YET, for ``render`` to return."""
+    gone = []
+    request.notifyFinish().addErrback(gone.append)
+
+    def answer(result):
+        if isinstance(result, Failure):
+            if result.check(errors.HpxdError):
+                error = result.value
+            else:
+                log.failure("{method} {path} failed", result,
+                            method=request.method.decode("latin-1"),
+                            path=request.path.decode("latin-1"))
+                error = errors.UnhandledError()
+            body = json_error(request, error)
+        else:
+            body = json_body(request, 200, result)
+        if not gone:
+            request.write(body)
+            request.finish()
+
+    d.addBoth(answer)
+    return server.NOT_DONE_YET
 
 
 READ_METHODS = (b"GET", b"HEAD")
