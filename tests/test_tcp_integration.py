@@ -386,9 +386,22 @@ def small_server(tmp_path_factory):
 
 def test_message_without_eof_over_limit_gets_410_then_close(small_server):
     client, session = login(small_server)
-    client.send_bytes(b"x" * 5000)
+    client.send_bytes(b"\x1f\x8b" + b"x" * 5000)  # begins as gzip does: only its size is wrong
     assert_root_error(client.recv(), 410)
     assert client.closed_by_server()
+    assert_serves(small_server)
+
+
+def test_an_http_request_to_the_tcp_door_gets_one_error_and_is_closed(small_server):
+    """curl or a browser pointed at the wrong port: it used to hang after the greeting."""
+    client = RawClient(small_server.tcp_port)
+    client.recv()  # the greeting, already sent on connect
+    client.send_bytes(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    reply = client.recv()
+    assert_root_error(reply, 410)
+    assert "not HTTP" in reply["error"]["msg"] and "[web] listen" in reply["error"]["msg"]
+    assert client.closed_by_server()
+    assert "sent what is not a message: b'GET / HTTP/1.1" in small_server.log()
     assert_serves(small_server)
 
 
@@ -401,7 +414,7 @@ def test_oversized_message_while_busy_gets_one_410(small_server):
     # 410 on an open connection), and both while the call still runs.
     client.send([{"fname": "wait", "seconds": 2}], session=session)
     time.sleep(0.5)
-    client.send_bytes(b"x" * 5000)
+    client.send_bytes(b"\x1f\x8b" + b"x" * 5000)
     time.sleep(0.5)
     client.send_bytes(b"y" * 100 + EOF_MARK + frame(
         {"session": session, "name": "t", "data": [{"fname": "add", "a": 1, "b": 2}]}))

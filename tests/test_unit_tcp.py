@@ -29,6 +29,7 @@ from hpxd.doors import tcp
 from hpxd.doors.tcp import EOF_MARK, MAX_QUEUED, HpxFactory, decode, encode, inflate
 
 LIMIT = 64 * 1024
+GZIP_START = b"\x1f\x8b"
 HASH = hash_password("right", log2_n=10)
 USERS = {"alice": User("alice", HASH, "admin")}
 ROLES = {
@@ -404,11 +405,49 @@ def test_gzip_bomb_through_the_protocol(bomb):
 
 def test_oversized_message_without_eof_closes(conn):
     session = conn.handshake()
-    conn.proto.dataReceived(b"x" * (LIMIT + 10))
+    conn.proto.dataReceived(GZIP_START + b"x" * (LIMIT + 10))  # begins as gzip does
     [reply] = conn.replies()
-    assert reply["error"]["code"] == 410
+    assert reply["error"]["code"] == 410 and "larger than" in reply["error"]["msg"]
     assert conn.closed
     assert session  # answered once, then hung up
+
+
+@pytest.mark.parametrize("head", [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+                                  b"POST /api HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"])
+def test_an_http_request_is_answered_at_once_and_closed(conn, head):
+    """No <EOF> will come: it used to wait for max_message_bytes or the idle timeout."""
+    conn.replies()  # the greeting
+    conn.proto.dataReceived(head)
+    [reply] = conn.replies()
+    assert reply["error"]["code"] == 410 and "not HTTP" in reply["error"]["msg"]
+    assert conn.closed
+
+
+@pytest.mark.parametrize("garbage", [b"hello", b"\x1f\x00", b"{\"session\": \"\"}"])
+def test_bytes_that_cannot_begin_a_message_are_answered_at_once_and_closed(conn, garbage):
+    conn.replies()
+    conn.proto.dataReceived(garbage)
+    [reply] = conn.replies()
+    assert reply["error"]["code"] == 410 and "gzip" in reply["error"]["msg"]
+    assert conn.closed
+
+
+def test_a_message_arriving_a_byte_at_a_time_is_still_read(conn):
+    session = conn.handshake()
+    for byte in frame(envelope([{"fname": "add", "a": 1, "b": 2}], session)):
+        conn.proto.dataReceived(bytes([byte]))
+    [reply] = conn.replies()
+    assert reply["data"] == [{"fname": "add", "data": 3}]
+    assert not conn.closed
+
+
+def test_a_message_after_whole_ones_that_is_not_gzip_is_answered_in_its_turn(conn):
+    session = conn.handshake()
+    call = frame(envelope([{"fname": "add", "a": 1, "b": 2}], session))
+    conn.proto.dataReceived(call + call + b"GET / HTTP/1.1\r\n")
+    first, second, refused = conn.replies()
+    assert first["data"] == second["data"] == [{"fname": "add", "data": 3}]
+    assert refused["error"]["code"] == 410 and conn.closed
 
 
 def test_session_reused_by_another_connection(conn):

@@ -9,6 +9,7 @@ drains and closes.
 """
 
 import json
+import re
 import zlib
 from collections import deque
 
@@ -29,6 +30,9 @@ from hpxd.core.jsonvalues import load_json
 from hpxd.doors import Backpressure, Listener, fire, waiter
 
 EOF_MARK = b"<EOF>"
+GZIP_MAGIC = b"\x1f\x8b"  # every gzip member, so every message, begins so
+HEAD_BYTES = 64  # of a message that is not gzip, kept to say what it looks like
+HTTP_REQUEST = re.compile(rb"^(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH|CONNECT|TRACE) ")
 ENVELOPE_KEYS = frozenset({"session", "name", "data"})
 MAX_QUEUED = 16  # frames read ahead of the one being answered before we stop reading
 NO_REPLY = object()  # the message's answer went out another way (a broadcast)
@@ -101,6 +105,26 @@ def check_envelope(message):
     return message
 
 
+class Unreadable:
+    """In a receiver's frame queue: the start of a frame that cannot be a
+    message (its ``head``, the first bytes)."""
+
+    __slots__ = ("head",)
+
+    def __init__(self, head):
+        self.head = head
+
+
+def not_a_message(head):
+    """The error for bytes that do not begin as a message does."""
+    if HTTP_REQUEST.match(head):
+        return errors.ParsingError(
+            "this is hpxd's TCP door, which speaks HappyPanda X messages (gzip JSON, each "
+            "followed by <EOF>), not HTTP: send HTTP to the web door ([web] listen)")
+    return errors.ParsingError("not a message: a message is gzip data followed by <EOF>, "
+                               f"and gzip data begins with 1f 8b, not {head[:2].hex(' ')}")
+
+
 def bad_call(fname):
     """The reply entry for a call that is not an object with a string "fname"."""
     error = errors.InvalidMessage('each call must be an object with a string "fname"')
@@ -143,10 +167,14 @@ class FrameReceiver(Protocol):
     ``max_length`` goes to ``frameTooLong(length)``; more than ``max_length``
     bytes without a delimiter goes to ``frameTooLong(None)``, after which
     nothing more is read and the connection closes once the frames before
-    it are answered (the next boundary cannot be found safely).
+    it are answered (the next boundary cannot be found safely). So does a
+    frame that does not begin with ``frame_start`` (gzip's magic number),
+    at once rather than once ``max_length`` bytes came: it goes to
+    ``frameUnreadable(head)``, ``head`` being its first bytes.
     """
 
     delimiter = EOF_MARK
+    frame_start = GZIP_MAGIC
     max_length = 8 * 1024 * 1024
     max_waiting = MAX_QUEUED
     paused = False  # a frame is being answered later
@@ -163,6 +191,9 @@ class FrameReceiver(Protocol):
         raise NotImplementedError
 
     def frameTooLong(self, length):
+        raise NotImplementedError
+
+    def frameUnreadable(self, head):
         raise NotImplementedError
 
     def dataReceived(self, data):
@@ -207,7 +238,11 @@ class FrameReceiver(Protocol):
         if start:
             del buffer[:start]
         self._scan_from = max(0, len(buffer) - size + 1)
-        if len(buffer) > self.max_length:
+        if buffer and not self.frame_start.startswith(bytes(buffer[:len(self.frame_start)])):
+            self._frames.append(Unreadable(bytes(buffer[:HEAD_BYTES])))  # in its turn
+            buffer.clear()
+            self._read_no_more = True  # no boundary to trust after it
+        elif len(buffer) > self.max_length:
             buffer.clear()
             self._scan_from = 0
             self._frames.append(None)  # frameTooLong(None), in its turn
@@ -225,6 +260,8 @@ class FrameReceiver(Protocol):
                 frame = frames.popleft()
                 if frame is None:
                     self.frameTooLong(None)
+                elif type(frame) is Unreadable:
+                    self.frameUnreadable(frame.head)
                 elif len(frame) > self.max_length:
                     self.frameTooLong(len(frame))
                 else:
@@ -388,6 +425,12 @@ class HpxProtocol(FrameReceiver):
             return
         self.pause_frames()
         reply.addCallbacks(self._replied_later, self._failed_later)
+
+    def frameUnreadable(self, head):
+        self._answering = True
+        self.log.info("tcp client {peer} sent what is not a message: {head!r}", peer=self.peer,
+                      head=head[:HEAD_BYTES])
+        self._replied(self._error_reply(not_a_message(head), ""))
 
     def frameTooLong(self, length):
         self._answering = True
