@@ -531,10 +531,10 @@ class HpxProtocol(FrameReceiver):
             raise errors.AuthRequired("do the handshake first, or send your session id")
         session = self.conn.session_now(session_id)
         if session is None:  # the store must ask elsewhere
-            return self.conn.session(session_id).addCallback(self._then, then, args)
-        return self._then(session, then, args)
+            return self.conn.session(session_id).addCallback(self._in_session, then, args)
+        return self._in_session(session, then, args)
 
-    def _then(self, session, then, args):
+    def _in_session(self, session, then, args):
         self._cancel_handshake_timer()  # a session is in use: the handshake is done
         return then(session, *args)
 
@@ -566,11 +566,11 @@ class HpxProtocol(FrameReceiver):
             if type(result) is Deferred:  # it must wait: the rest go on once it answers
                 return result.addCallbacks(self._entry, self._failed_entry, (fname,), None,
                                            (fname,)).addCallback(
-                    self._went_on, session, calls, results, index)
+                    self._run_the_rest, session, calls, results, index)
             results.append({"fname": fname, "data": result})
         return {"session": session.id, "name": self.factory.node.name, "data": results}
 
-    def _went_on(self, entry, session, calls, results, index):
+    def _run_the_rest(self, entry, session, calls, results, index):
         results.append(entry)
         return self._run_calls(session, calls, results, index + 1)
 
