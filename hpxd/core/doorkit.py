@@ -130,12 +130,11 @@ class Connection:
 
     # -- life ----------------------------------------------------------------------
 
-    def set_environ(self, **extra):
+    def set_environ(self):
         """The read-only ``environ`` of every call of this connection (made
         once, and again when what it says changes)."""
-        self._extra = extra or getattr(self, "_extra", {})
         self.environ = MappingProxyType({"door": self.kit.door, "peer": self.peer,
-                                         "client_id": self.client_id, **self._extra})
+                                         "client_id": self.client_id})
 
     def set_peer(self, peer):
         """The peer became known late (behind a PROXY header)."""
