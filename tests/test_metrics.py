@@ -480,7 +480,7 @@ def bare_node():
     from hpxd.core.node import Node
 
     class TeapotError(errors.HpxdError):  # an app's own class, its code not in the table
-        code = 418
+        code = 499  # in no error table
 
     app = make_app()
 
@@ -511,7 +511,7 @@ async def test_an_error_code_outside_the_error_table_is_labelled_other(bare_node
     session = await guest_session(bare_node)
     environ = {"door": "unit"}
     error = await fails(bare_node.dispatcher.call(session, "teapot", environ=environ))
-    assert error.code == 418
+    assert error.code == 499
     assert bare_node.dispatcher.metrics.calls() == {("unit", "teapot", "other"): 1}
 
 
