@@ -110,6 +110,7 @@ SCHEMA = {
         "guest_allowed": (_bool, "true or false", True),
         "guest_role": (_str, "a string", "guest"),
         "failed_login_delay": (_non_neg_number, "a number >= 0", 1.0),
+        "hash_threads": (_pos_int, "an integer > 0", 2),
     },
     "app": {
         "module": (_str, "a Python module path", "hpxd.demo"),
@@ -157,11 +158,28 @@ class Config:
             self.database.url = "sqlite:///" + os.path.abspath(path)
 
 
-def load(path=None, check_endpoint=None):
-    """Read ``path`` (None: built-in defaults) and validate every key."""
+def load(path=None, check_endpoint=None, web_paths=()):
+    """Read ``path`` (None: built-in defaults) and validate every key.
+
+    Two checks need what this module does not import (see ``from_dict``):
+    ``check_endpoint(description)`` raises for an endpoint string Twisted
+    cannot use (``check_endpoint`` below; it needs the reactor), and
+    ``web_paths`` are the first path segments the web door serves already
+    (``hpxd.doors.WEB_RESOURCES``), which ``[web] echo_path`` must avoid.
+    ``hpxd.service.read_config`` passes both.
+    """
     where = path or "<built-in defaults>"
     raw = _read(path) if path else {}
-    return from_dict(raw, where, check_endpoint)
+    return from_dict(raw, where, check_endpoint, web_paths)
+
+
+def check_endpoint(description):
+    """Raise if Twisted cannot parse ``description`` as a server endpoint
+    (reading the TLS files of an ``ssl:`` one). Nothing listens."""
+    # Imported here: importing the reactor installs it, and twistd must
+    # choose the reactor before that.
+    from twisted.internet import endpoints, reactor
+    endpoints.serverFromString(reactor, description)
 
 
 def _read(path):
@@ -176,17 +194,18 @@ def _read(path):
         raise ConfigError(path, "-", f"not valid TOML ({e})") from None
 
 
-def from_dict(raw, where="<dict>", check_endpoint=None):
-    known = set(SCHEMA) | {"roles", "users"}
+def from_dict(raw, where="<dict>", check_endpoint=None, web_paths=()):
+    """Validate ``raw``, the parsed TOML (``load`` tells the arguments)."""
+    known = sorted(set(SCHEMA) | {"roles", "users"})
     for name in raw:
         if name not in known:
-            raise ConfigError(where, name, f"unknown section (known: {', '.join(sorted(known))})")
+            raise ConfigError(where, name, _unknown("section", name, known))
     sections = {name: _section(raw.get(name, {}), name, keys, where)
                 for name, keys in SCHEMA.items()}
     roles = _roles(raw.get("roles", DEFAULT_ROLES), where)
     users = _users(raw.get("users", []), roles, where)
     config = Config(path=where, roles=roles, users=users, **sections)
-    _cross_checks(config, where, check_endpoint)
+    _cross_checks(config, where, check_endpoint, web_paths)
     _default_backlogs(config)
     return config
 
@@ -196,7 +215,7 @@ def _section(values, name, keys, where):
         raise ConfigError(where, name, "must be a table [" + name + "]")
     for key in values:
         if key not in keys:
-            raise ConfigError(where, f"{name}.{key}", f"unknown key (known: {', '.join(keys)})")
+            raise ConfigError(where, f"{name}.{key}", _unknown("key", key, list(keys)))
     out = {}
     for key, (check, wanted, default) in keys.items():
         value = values.get(key, default)
@@ -216,7 +235,7 @@ def _roles(raw, where):
             raise ConfigError(where, key, "must be a table")
         for k, v in spec.items():
             if k not in ROLE_KEYS:
-                raise ConfigError(where, f"{key}.{k}", f"unknown key (known: {', '.join(ROLE_KEYS)})")
+                raise ConfigError(where, f"{key}.{k}", _unknown("key", k, list(ROLE_KEYS)))
             if k != "privileges" and not _bool(v):
                 raise ConfigError(where, f"{key}.{k}", f"must be true or false, not {v!r}")
         privileges = spec.get("privileges", {})
@@ -247,7 +266,7 @@ def _users(raw, roles, where):
             raise ConfigError(where, key, "must be a table")
         for k in spec:
             if k not in USER_KEYS:
-                raise ConfigError(where, f"{key}.{k}", f"unknown key (known: {', '.join(USER_KEYS)})")
+                raise ConfigError(where, f"{key}.{k}", _unknown("key", k, list(USER_KEYS)))
         for k in USER_KEYS:
             if not _str(spec.get(k)) or not spec.get(k):
                 raise ConfigError(where, f"{key}.{k}", "is required and must be a non-empty string")
@@ -265,25 +284,29 @@ def _users(raw, roles, where):
     return users
 
 
-def _cross_checks(config, where, check_endpoint):
+def _unknown(what, name, known):
+    """"unknown key; did you mean 'x'? (known: ...)": the problem of a name
+    that is not in the list ``known``."""
+    close = difflib.get_close_matches(str(name), known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown {what}{hint} (known: {', '.join(known)})"
+
+
+def _cross_checks(config, where, check_endpoint, web_paths):
     if config.auth.guest_role not in config.roles:
         raise ConfigError(where, "auth.guest_role", f"no role named {config.auth.guest_role!r}")
     if config.backend.kind == "redis":
         _check_redis_url(config.backend.redis_url, where)
         _check_readable(config.backend.redis_ca_file, "backend.redis_ca_file", where)
     _check_database_url(config, where)
-    if config.web.echo_path:
-        # Imported only when needed: a check may run after twistd -u dropped
-        # root, when the interpreter's own files may no longer be readable.
-        from hpxd.doors import WEB_RESOURCES
-        served = {*WEB_RESOURCES, "static"}  # "static": where [web] static_dir goes
-        if config.web.echo_path[1:] in served:
-            raise ConfigError(where, "web.echo_path",
-                              f"{config.web.echo_path!r} is a path the web door serves already "
-                              f"(taken: {', '.join('/' + s for s in sorted(served))})")
+    if config.web.echo_path[1:] in web_paths:
+        raise ConfigError(where, "web.echo_path",
+                          f"{config.web.echo_path!r} is a path the web door serves already "
+                          f"(taken: {', '.join('/' + s for s in sorted(web_paths))})")
     for door in LISTENERS:
         for i, desc in enumerate(getattr(config, door).listen):
             key = f"{door}.listen[{i}]"
+            _check_port(desc, key, where)
             if check_endpoint is not None:
                 try:
                     check_endpoint(desc)
@@ -330,6 +353,25 @@ def _postgresql_url_problem(url):
     if parts.fragment:
         return "a #fragment"
     return None
+
+
+# Endpoint types whose first argument (or "port=") is a TCP port. Twisted
+# takes any integer; only bind() refuses one out of range, at start-up.
+PORT_TYPES = ("tcp", "tcp6", "ssl")
+
+
+def _check_port(description, key, where):
+    kind, args, options = _endpoint(description) or ("", [], {})
+    port = options.get("port", args[0] if args else "")
+    if kind not in PORT_TYPES:
+        return
+    try:
+        number = int(port)
+    except ValueError:
+        return  # not a number: the endpoint check names it as Twisted does
+    if not 0 <= number <= 65535:
+        raise ConfigError(where, key, f"port {number} of {description!r} is out of range: "
+                                      "a port is 0-65535 (0: any free one)")
 
 
 def _check_socket_dir(description, key, where):

@@ -1,6 +1,7 @@
 """The service tree of one node, built from a validated config.
 
     HpxdService (MultiService)
+      ├── password checks (HashPool: threads of their own)
       ├── backend services (session purge, Redis connections)
       ├── client names (renews the leases of introduced client ids)
       ├── doors (built from config through the registry in hpxd.doors)
@@ -12,7 +13,6 @@ by serverquit, serverrestart and twistd's own stop.
 
 import atexit
 import gc
-import importlib
 import os
 import signal
 import sys
@@ -24,24 +24,23 @@ from twisted.logger import Logger
 from hpxd import backends, doors
 from hpxd import config as configmod
 from hpxd.core import control
-from hpxd.core.app import Task
 from hpxd.core.auth import Authenticator
 from hpxd.core.clients import ClientNames
 from hpxd.core.node import Node
+from hpxd.core.passwords import HashPool
 from hpxd.core.processes import ProcessRunner
 from hpxd.core.records import store_from_config
 
 
-def load_task(module_name):
-    """Import the app module and return its ``task``; ValueError says why not."""
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as e:
-        raise ValueError(f"cannot import {module_name!r} ({type(e).__name__}: {e})") from None
-    task = getattr(module, "task", None)
-    if not isinstance(task, Task):
-        raise ValueError(f"module {module_name!r} has no attribute 'task' that is a hpxd.app.Task")
-    return task
+def read_config(path):
+    """The config file at ``path`` (None: the built-in defaults), every
+    check made, its paths absolute; ConfigError if it is not good.
+    Blocking (file reads, directory checks, the TLS files of ssl:
+    endpoints). The doors' knowledge comes from here, not from config.py:
+    ``[web] echo_path`` must avoid the paths the web door serves."""
+    config = configmod.load(path, configmod.check_endpoint, web_paths=doors.WEB_RESOURCES)
+    config.resolve_paths()
+    return config
 
 
 # What a reload applies besides [auth], [[users]] and [roles.*]; any other
@@ -68,13 +67,14 @@ def _authenticator(config, reactor):
                          config.auth.guest_role, config.auth.failed_login_delay, reactor)
 
 
-def build_node(config, task, reactor):
+def build_node(config, task, reactor, hash_pool=None):
     backend = backends.build(config, reactor)
     auth = _authenticator(config, reactor)
     records = store_from_config(config, reactor)
     names = ClientNames(backend.leases, backend.hub, config.processes.lease_seconds, reactor)
     node = Node(config.server.name, task, auth, backend.sessions, backend.scope, backend.hub,
-                records, backend.is_ready, names, config.sessions.connection_grace_seconds)
+                records, backend.is_ready, names, config.sessions.connection_grace_seconds,
+                hash_pool)
     return node, backend
 
 
@@ -86,14 +86,18 @@ class HpxdService(service.MultiService):
     log = Logger()
 
     def __init__(self, config, task, reactor=None, exit=None, config_path=None,
-                 reload_on_sighup=False):
+                 reload_on_sighup=False, data_dir_owner=(None, None)):
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
         self.exit = exit or exit_process
         self.config = config
-        self.node, self.backend = build_node(config, task, reactor)
+        # The uid and gid twistd runs the node as (-u/-g), for data_dir.
+        self.data_dir_owner = data_dir_owner
+        self.hash_pool = HashPool(reactor, config.auth.hash_threads)
+        self.hash_pool.setServiceParent(self)  # first in, so stopped last
+        self.node, self.backend = build_node(config, task, reactor, self.hash_pool)
         self.node.stopper = self.stop_node
         for child in self.backend.services:
             child.setServiceParent(self)
@@ -120,8 +124,39 @@ class HpxdService(service.MultiService):
 
     def _listen(self):
         if self._listening is None:
-            self._listening = defer.gatherResults([door.listen() for door in self.doors],
+            self._listening = defer.gatherResults([self._listen_door(d) for d in self.doors],
                                                   consumeErrors=True)
+            # Made once the node listens (so a node that cannot start leaves
+            # nothing behind), before twistd drops privileges: endpoints
+            # listen at once, so this runs within privilegedStartService.
+            self._listening.addCallback(lambda _: self._make_data_dir())
+
+    def _listen_door(self, door):
+        d = door.listen()
+        d.addErrback(self._cannot_listen, door)
+        return d
+
+    def _cannot_listen(self, failure, door):
+        """Name the door and the endpoint (twisted says "bind(): port must be
+        0-65535", or names an address, and nothing more)."""
+        listen = getattr(self.config, door.name).listen
+        # A Listener opens its endpoints in order and stops at the first failure.
+        opened = len(door.addresses())
+        where = (f"{door.name}.listen[{opened}] {listen[opened]!r}" if opened < len(listen)
+                 else f"{door.name}.listen {listen!r}")
+        raise RuntimeError(f"the {door.name} door cannot listen on {where} "
+                           f"({failure.getErrorMessage()})") from None
+
+    def _make_data_dir(self):
+        """``[server] data_dir``, owned by the user twistd runs the node as."""
+        path = self.config.server.data_dir
+        uid, gid = self.data_dir_owner
+        try:
+            os.makedirs(path, exist_ok=True)
+            if uid is not None and os.geteuid() == 0:
+                os.chown(path, uid, gid)
+        except OSError as e:
+            raise RuntimeError(f"cannot prepare server.data_dir {path!r} ({e.strerror})") from None
 
     def startService(self):
         super().startService()
@@ -151,10 +186,10 @@ class HpxdService(service.MultiService):
         for line in configmod.unknown_privilege_items(self.config, self.node.task):
             self.log.warn("config: {line}", line=line)
         try:
+            await self._listening  # first: a node that cannot listen makes no database
             await self._prepare_database()
             if self.backend.ready is not None:
                 await self.backend.ready()
-            await self._listening
         except Exception as e:
             if isinstance(e, defer.FirstError):
                 e = e.subFailure.value
@@ -222,7 +257,7 @@ class HpxdService(service.MultiService):
         try:
             await super().stopService()
         finally:
-            self.node.records.close()
+            await self.node.records.close()
 
     def stopService(self):
         """twistd's stop (SIGTERM, Ctrl-C): the quit sequence, then the services."""
@@ -239,18 +274,10 @@ class HpxdService(service.MultiService):
         A Deferred firing with True when the new config was applied."""
         return defer.ensureDeferred(self._reload())
 
-    def _read_config(self):
-        """Blocking (file reads, directory checks, TLS files of ssl:
-        endpoints): run in a thread."""
-        from hpxd.tap import check_endpoint
-        new = configmod.load(self.config_path, check_endpoint)
-        new.resolve_paths()
-        return new
-
     async def _reload(self):
         where = self.config_path or "<built-in defaults>"
         try:
-            new = await threads.deferToThread(self._read_config)
+            new = await threads.deferToThread(read_config, self.config_path)
         except configmod.ConfigError as e:
             self.log.error("reload refused, still running on the old config: {error}", error=e)
             return False
@@ -272,6 +299,7 @@ class HpxdService(service.MultiService):
         for key, value in vars(new.tcp).items():
             if key != "listen":
                 setattr(old.tcp, key, value)
+        self.hash_pool.resize(new.auth.hash_threads)
         self.node.reconfigure(_authenticator(new, self.reactor))
 
 

@@ -1,4 +1,8 @@
-"""twistd plugin body: ``twistd -n hpxd [--config FILE] [--check | --print-config]``."""
+"""twistd plugin body: ``twistd -n hpxd [--config FILE] [--check | --print-config]``.
+
+The top of hpxd's import graph: it imports the service (which imports the
+doors, the backends, the core and the config), and nothing imports it.
+"""
 
 import os
 import platform
@@ -10,11 +14,6 @@ from twisted.python import usage
 
 import hpxd
 from hpxd import config as configmod
-
-
-def check_endpoint(description):
-    from twisted.internet import endpoints, reactor
-    endpoints.serverFromString(reactor, description)
 
 
 def default_config_text():
@@ -46,32 +45,20 @@ class Options(usage.Options):
         if self["print-config"]:
             sys.stdout.write(default_config_text())
             sys.exit(0)
-        from hpxd.service import load_task
+        from hpxd.core.app import load_task
+        from hpxd.service import read_config
         if self["config"]:
             # twistd --rundir changes directory later; a reload reads it again.
             self["config"] = os.path.abspath(self["config"])
         try:
-            self.config = configmod.load(self["config"], check_endpoint)
-            self.config.resolve_paths()
+            self.config = read_config(self["config"])
             self.task = _load(self.config, load_task)
         except configmod.ConfigError as e:
             _fail(f"hpxd: config error: {e}")
         if self["check"]:
             _report_check(self.config, self.task)
-        self._make_data_dir()
-
-    def _make_data_dir(self):
-        """Create ``data_dir`` now, as the user twistd will run as (-u/-g):
-        the database is opened after twistd drops root's privileges."""
-        path = self.config.server.data_dir
-        try:
-            os.makedirs(path, exist_ok=True)
-            uid, gid = _target_user(self.parent)
-            if uid is not None and os.geteuid() == 0:
-                os.chown(path, uid, gid)
-        except OSError as e:
-            _fail(f"hpxd: config error: {self.config.path}: server.data_dir: cannot prepare "
-                  f"{path!r} ({e.strerror})")
+        # Nothing is made here: [server] data_dir is made by the service once
+        # its listeners are open, before twistd drops privileges.
 
 
 def _target_user(parent):
@@ -110,4 +97,4 @@ def _fail(line):
 def makeService(options):
     from hpxd.service import HpxdService
     return HpxdService(options.config, options.task, config_path=options["config"],
-                       reload_on_sighup=True)
+                       reload_on_sighup=True, data_dir_owner=_target_user(options.parent))

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.filterwarnings(
 @pytest.mark.parametrize("segment", sorted({*WEB_RESOURCES, "static"}))
 def test_an_echo_path_on_a_path_the_web_door_serves_is_a_config_error(segment):
     with pytest.raises(configmod.ConfigError) as caught:
-        configmod.from_dict({"web": {"echo_path": f"/{segment}"}})
+        configmod.from_dict({"web": {"echo_path": f"/{segment}"}}, web_paths=WEB_RESOURCES)
     assert caught.value.key == "web.echo_path"
     assert f"/{segment}" in caught.value.problem
 

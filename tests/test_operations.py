@@ -79,6 +79,51 @@ def test_check_warns_about_privileges_for_items_the_app_lacks(tmp_path):
     assert "catalgo" in err and "guest" in err
 
 
+def test_check_refuses_a_port_out_of_range_naming_the_listener(tmp_path):
+    config = tmp_path / "port.toml"
+    config.write_text('[tcp]\nlisten = ["tcp:99999"]\n')
+    status, out, err = twistd("--config", str(config), "--check", cwd=tmp_path)
+    lines = [line for line in (out + err).splitlines() if line.strip()]
+    assert status == 2, out
+    assert len(lines) == 1 and "tcp.listen[0]" in lines[0] and "99999" in lines[0]
+    assert "0-65535" in lines[0]
+
+
+def test_an_app_that_cannot_be_found_is_named_with_where_it_was_looked_for(tmp_path):
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    (apps / "hpxd_test_lost_app.py").write_text("from hpxd.app import Task\ntask = Task('x')\n")
+    config = tmp_path / "app.toml"
+    config.write_text('[app]\nmodule = "hpxd_test_lost_app"\n')
+    status, out, err = twistd("--config", str(config), cwd=tmp_path)
+    lines = [line for line in (out + err).splitlines() if line.strip()]
+    assert status == 2
+    assert len(lines) == 1 and "app.module" in lines[0] and "PYTHONPATH" in lines[0]
+    assert str(REPO) in lines[0]  # a directory it searched
+    assert not (tmp_path / "hpxd-data").exists()
+
+
+def test_a_listener_that_cannot_open_is_named_and_leaves_no_data_dir(tmp_path):
+    import socket
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    config = tmp_path / "busy.toml"
+    config.write_text(f'[tcp]\nlisten = ["tcp:{port}:interface=127.0.0.1"]\n'
+                      '[web]\nlisten = []\n')
+    try:
+        status, out, err = twistd("--config", str(config), cwd=tmp_path)
+    finally:
+        taken.close()
+    assert status == 1, out + err
+    [line] = [line for line in (out + err).splitlines() if "hpxd cannot start" in line]
+    assert "tcp door" in line and f"tcp.listen[0] 'tcp:{port}:interface=127.0.0.1" in line
+    assert "Address already in use" in line
+    # Nothing is left behind by a node that never ran.
+    assert not (tmp_path / "hpxd-data").exists()
+
+
 # -- running as another user (A3) --------------------------------------------------
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="twistd -u/-g needs root to switch")

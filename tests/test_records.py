@@ -41,7 +41,7 @@ async def store(task, database_url, reactor):
         await s.prepare(task.items())
         yield s
     finally:
-        s.close()
+        await s.close()
 
 
 @pytest.fixture

@@ -102,4 +102,4 @@ async def test_sqlite_in_memory_is_one_database_for_every_thread(reactor):
         await defer.gatherResults([table.insert({"name": str(i)}) for i in range(10)])
         assert await table.count() == 10
     finally:
-        store.close()
+        await store.close()

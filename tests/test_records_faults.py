@@ -94,7 +94,7 @@ async def test_killed_idle_connections_are_replaced_without_a_restart(
         assert await table.insert({"name": "ink"}) == 2
         assert not set(killed) & set(hpxd_backends(admin))
     finally:
-        store.close()
+        await store.close()
 
 
 @pytest_twisted.ensureDeferred
@@ -119,7 +119,7 @@ async def test_a_connection_killed_mid_statement_fails_with_505_then_calls_work(
     finally:
         if lock is not None:
             lock.release()
-        store.close()
+        await store.close()
 
 
 @pytest_twisted.ensureDeferred
@@ -148,7 +148,7 @@ async def test_a_database_that_does_not_answer_fails_within_the_statement_timeou
     finally:
         if lock is not None:
             lock.release()
-        store.close()
+        await store.close()
 
 
 class SwitchableProxy(portforward.ProxyFactory):
@@ -204,7 +204,7 @@ async def test_an_unreachable_database_fails_at_once_and_is_used_again_when_back
         assert await table.count() == 1
         assert await table.insert({"name": "ink"}) == 2
     finally:
-        store.close()
+        await store.close()
         await proxy.down()
 
 
@@ -228,7 +228,7 @@ async def test_a_locked_sqlite_database_fails_within_the_statement_timeout_then_
         assert await table.insert({"name": "pen"}) == 1
     finally:
         other.close()
-        store.close()
+        await store.close()
 
 
 # -- both ---------------------------------------------------------------------------------
@@ -252,4 +252,4 @@ async def test_a_write_whose_caller_was_told_505_is_rolled_back(database_url, re
         await wait_until(lambda: done)  # the insert ran; its transaction ends next
         assert await table.count() == 0
     finally:
-        store.close()
+        await store.close()

@@ -30,7 +30,7 @@ async def test_new_fields_become_columns_and_rows_are_kept(database_url, reactor
     try:
         await store.table(old.item_by_name("catalog")).insert({"name": "kept"})
     finally:
-        store.close()
+        await store.close()
     new = shop(name="text", stock="integer", added="date")
     store = await prepared(database_url, reactor, new)
     try:
@@ -39,7 +39,7 @@ async def test_new_fields_become_columns_and_rows_are_kept(database_url, reactor
         await table.update(1, {"stock": 3, "added": "2024-01-05"})
         assert (await table.get(1))["added"] == "2024-01-05"
     finally:
-        store.close()
+        await store.close()
 
 
 @pytest_twisted.ensureDeferred
@@ -49,14 +49,14 @@ async def test_a_field_removed_from_the_app_keeps_its_column_and_data(database_u
     try:
         await store.table(full.item_by_name("catalog")).insert({"name": "a", "note": "kept"})
     finally:
-        store.close()
+        await store.close()
     store = await prepared(database_url, reactor, shop(name="text"))
-    store.close()
+    await store.close()
     store = await prepared(database_url, reactor, full)
     try:
         assert (await store.table(full.item_by_name("catalog")).get(1))["note"] == "kept"
     finally:
-        store.close()
+        await store.close()
 
 
 @pytest_twisted.ensureDeferred
@@ -72,7 +72,7 @@ async def test_nodes_starting_at_once_create_and_extend_tables_without_a_race(
                 r.getErrorMessage() for ok, r in results if not ok]
         finally:
             for store in stores:
-                store.close()
+                await store.close()
     store = await prepared(database_url, reactor, task)
     try:
         table = store.table(task.item_by_name("catalog"))
@@ -80,7 +80,7 @@ async def test_nodes_starting_at_once_create_and_extend_tables_without_a_race(
         assert await table.get(new_id) == {"id": new_id, "name": "x", "stock": 1,
                                            "seen": "2024-01-05T10:00:00"}
     finally:
-        store.close()
+        await store.close()
 
 
 @pytest_twisted.ensureDeferred
@@ -100,4 +100,4 @@ async def test_a_table_made_by_the_adbapi_version_is_used_as_it_is(tmp_path, rea
                                       {"id": 2, "name": "ink", "listed": False}]
         assert await table.insert({"name": "clip", "listed": True}) == 3
     finally:
-        store.close()
+        await store.close()

@@ -11,7 +11,7 @@ from hpxd import config as configmod
 from hpxd.config import ConfigError, load
 from hpxd.core.auth import Role, User
 from hpxd.core.passwords import hash_password
-from hpxd.tap import check_endpoint
+from hpxd.config import check_endpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # ln=10 is the cheapest cost parse_hash accepts: fast enough to make per module.
@@ -193,6 +193,24 @@ def test_unknown_key(tmp_path):
     assert "max_message_bytes" in error.problem  # the known keys are listed
 
 
+@pytest.mark.parametrize("text, key, meant", [
+    ("[tcp]\nmax_mesage_bytes = 10\n", "tcp.max_mesage_bytes", "max_message_bytes"),
+    ("[tpc]\nlisten = []\n", "tpc", "tcp"),
+    ("[auth]\nguest_alowed = true\n", "auth.guest_alowed", "guest_allowed"),
+    ("[roles.boss]\nserver_command = true\n", "roles.boss.server_command", "server_commands"),
+    ('[[users]]\nname = "a"\nrole = "guest"\npasword_hash = "x"\n', "users[0].pasword_hash",
+     "password_hash"),
+])
+def test_unknown_names_suggest_the_nearest_known_one(tmp_path, text, key, meant):
+    error = config_error(tmp_path, text, key)
+    assert f"did you mean {meant!r}?" in error.problem
+
+
+def test_an_unknown_key_like_no_known_one_suggests_nothing(tmp_path):
+    error = config_error(tmp_path, "[tcp]\nzzzzzz = 1\n", "tcp.zzzzzz")
+    assert "did you mean" not in error.problem and "known: listen" in error.problem
+
+
 @pytest.mark.parametrize("text, key", [
     ('[tcp]\nmax_message_bytes = "big"\n', "tcp.max_message_bytes"),
     ("[tcp]\nmax_message_bytes = 0\n", "tcp.max_message_bytes"),
@@ -332,6 +350,45 @@ def test_good_database_url(tmp_path, url, expected):
 def test_bad_endpoint(tmp_path, text, key, fragment):
     error = config_error(tmp_path, text, key, check=check_endpoint)
     assert fragment in error.problem
+
+
+@pytest.mark.parametrize("text, key, port", [
+    ('[tcp]\nlisten = ["tcp:99999"]\n', "tcp.listen[0]", "99999"),
+    ('[tcp]\nlisten = ["tcp:0", "tcp:port=65536:interface=127.0.0.1"]\n', "tcp.listen[1]",
+     "65536"),
+    ('[tcp]\nlisten = ["tcp:-1"]\n', "tcp.listen[0]", "-1"),
+    ('[web]\nlisten = ["tcp6:70000:interface=\\\\:\\\\:1"]\n', "web.listen[0]", "70000"),
+    ('[web]\nlisten = ["ssl:65536:privateKey=/nonexistent.pem"]\n', "web.listen[0]", "65536"),
+    ('[metrics]\nlisten = ["haproxy:tcp:99999"]\n', "metrics.listen[0]", "99999"),
+])
+@pytest.mark.parametrize("check", [None, check_endpoint])
+def test_port_out_of_range(tmp_path, text, key, port, check):
+    """Twisted parses these; only bind() refused them, at start, naming no listener."""
+    error = config_error(tmp_path, text, key, check=check)
+    assert f"port {port}" in error.problem and "0-65535" in error.problem
+
+
+@pytest.mark.parametrize("description", ["tcp:0", "tcp:65535:interface=127.0.0.1",
+                                         "tcp:port=1", "haproxy:tcp:7007", "tcp6:65535"])
+def test_ports_in_range(tmp_path, description):
+    load(write(tmp_path, f'[tcp]\nlisten = ["{description}"]\n'), check_endpoint)
+
+
+def test_an_echo_path_on_a_path_the_web_door_serves(tmp_path):
+    """The caller names the web door's paths (config.py knows no door)."""
+    with pytest.raises(ConfigError) as info:
+        configmod.from_dict({"web": {"echo_path": "/ws"}}, web_paths={"ws", "static"})
+    assert info.value.key == "web.echo_path" and "/static, /ws" in info.value.problem
+    configmod.from_dict({"web": {"echo_path": "/echo"}}, web_paths={"ws", "static"})
+
+
+def test_the_service_checks_the_echo_path_against_the_registered_paths(tmp_path):
+    from hpxd.doors import WEB_RESOURCES
+    from hpxd.service import read_config
+    for segment in WEB_RESOURCES:
+        with pytest.raises(ConfigError) as info:
+            read_config(write(tmp_path, f'[web]\necho_path = "/{segment}"\n'))
+        assert info.value.key == "web.echo_path"
 
 
 def test_endpoints_not_checked_without_checker(tmp_path):

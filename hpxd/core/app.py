@@ -5,8 +5,11 @@ registered with ``@item.function`` are callable; nothing else on an item is
 reachable by name from any door.
 """
 
+import importlib
 import inspect
+import os
 import re
+import sys
 
 from hpxd.core import errors
 from hpxd.core.auth import PRIVILEGES
@@ -222,6 +225,43 @@ class Task(Item):
         return register
 
     # on_ext_request (Jam.py /ext) arrives with the HTTP door that uses it.
+
+
+def load_task(module_name):
+    """Import the app module and return its ``task``; ValueError says why
+    not, in one line for the sysadmin."""
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:
+        raise ValueError(f"cannot import {module_name!r} ({type(e).__name__}: {e})"
+                         f"{_not_found_hint(module_name, e)}") from None
+    task = getattr(module, "task", None)
+    if not isinstance(task, Task):
+        raise ValueError(f"module {module_name!r} has no attribute 'task' that is a hpxd.app.Task")
+    return task
+
+
+def _not_found_hint(module_name, error):
+    """Where Python looked, when the app module itself (or its package) was
+    not found; "" for any other error (a module missing inside the app
+    is the app's own import, named in the error already)."""
+    if not isinstance(error, ModuleNotFoundError) or error.name is None:
+        return ""
+    if not (module_name == error.name or module_name.startswith(error.name + ".")):
+        return ""
+    searched = list(dict.fromkeys(os.path.abspath(p) for p in sys.path))  # "": the cwd
+    # The twistd script puts its own directory on sys.path, not the working
+    # directory (python -m and python -c do): an app beside the config is
+    # not found.
+    top = error.name.partition(".")[0]
+    cwd = os.getcwd()
+    beside = [path for path in (os.path.join(cwd, top + ".py"), os.path.join(cwd, top))
+              if os.path.exists(path)]
+    if beside and cwd not in searched:
+        return (f": {beside[0]} is in the working directory, which is not searched; "
+                f"run with PYTHONPATH={cwd}")
+    return (": install it, or put the directory that holds it on PYTHONPATH "
+            f"(searched: {', '.join(searched)})")
 
 
 def _check_fields(fields):

@@ -19,11 +19,13 @@ import os
 from sqlalchemy import create_engine, event, exc, inspect, make_url, text
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.schema import CreateColumn
+from twisted.internet import defer
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from hpxd.core import errors
+from hpxd.core.deferreds import when_done
 
 # Nodes that start at once take turns to create or extend tables: a
 # transaction-scoped PostgreSQL advisory lock under this key ("hpxd" in ASCII).
@@ -59,6 +61,7 @@ class Database:
         # One thread per pooled connection: a thread never waits for a connection.
         self.pool = ThreadPool(minthreads=0, maxthreads=threads, name="hpxd-database")
         self._down = None  # why the last call failed, while the database is away
+        self._closing = None
 
     @property
     def where(self):
@@ -70,8 +73,19 @@ class Database:
             self.pool.start()
 
     def close(self):
-        """Stop the threads (waiting for the statements they run), then close
-        the pooled connections. At shutdown only: it joins threads."""
+        """Stop the threads, then close the pooled connections; a Deferred
+        firing when both are done. The statements still running finish
+        first (within ``statement_timeout``): that wait, joining threads,
+        happens in a thread of the reactor's pool, never on the reactor."""
+        if self._closing is None:
+            if self.pool.started:
+                self._closing = deferToThreadPool(self.reactor, self.reactor.getThreadPool(),
+                                                  self._close)
+            else:  # never started: no thread to join, no connection made
+                self._closing = defer.maybeDeferred(self._close)
+        return when_done(self._closing)
+
+    def _close(self):
         self.pool.stop()
         self.engine.dispose()
 
@@ -91,8 +105,16 @@ class Database:
 
     def prepare(self, tables):
         """Create missing tables and add missing columns; never drops a thing.
-        Fails with the database's own reason, for the start-up log."""
-        return self.write(_prepare, tables).addErrback(_with_reason)
+        Fails with the database's own reason, for the start-up log. A SQLite
+        file's directory is made first, as the user the node runs as."""
+        d = deferToThreadPool(self.reactor, self.pool, self._make_directory)
+        d.addCallback(lambda _: self.write(_prepare, tables))
+        return d.addErrback(_with_reason)
+
+    def _make_directory(self):  # in a pool thread
+        path = self.url.database if self.kind == "sqlite" else None
+        if path not in (None, "", ":memory:"):
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
     def _run(self, work, args, write):
         abandoned = []
@@ -174,8 +196,7 @@ def _sqlite_engine(url, pool_size, statement_timeout):
     if memory:  # one connection, or each would be a database of its own
         options["poolclass"] = StaticPool
         pool_size = 1
-    else:
-        os.makedirs(os.path.dirname(os.path.abspath(url.database)), exist_ok=True)
+    else:  # its directory is made by Database.prepare, once the node starts
         options.update(pool_size=pool_size, max_overflow=0, pool_timeout=statement_timeout)
     engine = create_engine(url, **options)
     event.listen(engine, "connect", _sqlite_connected)

@@ -15,3 +15,17 @@ def deferred(f):
     def wrapper(*args, **kwargs):
         return defer.ensureDeferred(f(*args, **kwargs))
     return wrapper
+
+
+def when_done(d):
+    """A new Deferred firing (with None) when ``d`` does, leaving ``d``'s
+    result alone for its other waiters: for a stop or close that several
+    callers may await."""
+    done = defer.Deferred()
+
+    def fire(result):
+        done.callback(None)
+        return result
+
+    d.addBoth(fire)
+    return done

@@ -26,7 +26,9 @@ from hpxd.core.sessions import Session
 
 @implementer(checkers.ICredentialsChecker)
 class PasswordChecker:
-    """Users from the config, checked against their scrypt hash in a thread.
+    """Users from the config, checked against their scrypt hash in a thread
+    of ``hash_pool`` (a ``HashPool``; None: the reactor's shared pool, for
+    unit tests and tools).
 
     Unknown users cost the same scrypt work as known ones (a dummy hash), so
     the time taken does not tell which user names exist.
@@ -34,12 +36,13 @@ class PasswordChecker:
 
     credentialInterfaces = (credentials.IUsernamePassword,)
 
-    def __init__(self, users):
+    def __init__(self, users, hash_pool=None):
         self.users = users
+        self.verify = verify_in_thread if hash_pool is None else hash_pool.verify
 
     def requestAvatarId(self, creds):
         user = self.users.get(creds.username)
-        d = verify_in_thread(creds.password, user.password_hash if user else DUMMY_HASH)
+        d = self.verify(creds.password, user.password_hash if user else DUMMY_HASH)
         return d.addCallback(self._checked, user)
 
     @staticmethod
@@ -74,10 +77,11 @@ class Login:
 
     log = Logger()
 
-    def __init__(self, auth, sessions):
+    def __init__(self, auth, sessions, hash_pool=None):
         self.auth = auth
         self.sessions = sessions
-        found = [PasswordChecker(auth.users)]
+        self.hash_pool = hash_pool  # the node's, kept across reloads (see Node.reconfigure)
+        found = [PasswordChecker(auth.users, hash_pool)]
         if auth.guest_allowed:
             found.append(checkers.AllowAnonymousAccess())
         self.portal = Portal(SessionRealm(auth, sessions), found)

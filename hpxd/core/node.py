@@ -23,7 +23,7 @@ class Node:
     log = Logger()
 
     def __init__(self, name, task, auth, sessions, scope, hub, records=None,
-                 backend_ready=None, client_names=None, connection_grace=10):
+                 backend_ready=None, client_names=None, connection_grace=10, hash_pool=None):
         self.name = name
         self.task = task
         self.auth = auth
@@ -35,7 +35,7 @@ class Node:
         self.client_names = client_names  # hpxd.core.clients.ClientNames
         # Seconds a session made by a connection outlives it ([sessions]).
         self.connection_grace = connection_grace
-        self.login = Login(auth, sessions)
+        self.login = Login(auth, sessions, hash_pool)
         self.dispatcher = Dispatcher(self)
         self.control = ServerControl(self)
         self.stopper = None
@@ -44,7 +44,7 @@ class Node:
         """New users, roles and guest policy (a reload): calls from now on
         are authorised, and logins checked, against ``auth``."""
         self.auth = auth
-        self.login = Login(auth, self.sessions)
+        self.login = Login(auth, self.sessions, self.login.hash_pool)  # the same threads
 
     async def session_of(self, client_id):
         """The live session of the client that goes by ``client_id``

@@ -3,7 +3,8 @@
     $scrypt$ln=15,r=8,p=1$<salt b64>$<hash b64>
 
 Hashing and checking take tens of milliseconds and 32 MiB on purpose: callers
-on the reactor thread must use ``verify_in_thread``.
+on the reactor thread check in a ``HashPool`` (the node has one), never on
+the reactor and never in the reactor's shared thread pool.
 """
 
 import base64
@@ -11,7 +12,12 @@ import hashlib
 import hmac
 import secrets
 
-from twisted.internet.threads import deferToThread
+from twisted.application import service
+from twisted.internet import defer
+from twisted.internet.threads import deferToThread, deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+
+from hpxd.core.deferreds import when_done
 
 LOG2_N, R, P = 15, 8, 1
 KEY_LEN = 32
@@ -63,8 +69,55 @@ def verify_password(password, text):
 
 
 def verify_in_thread(password, text):
-    """``verify_password`` off the reactor thread; fires with a bool."""
+    """``verify_password`` in the reactor's shared thread pool; fires with a
+    bool. For tools and unit tests only: a node checks in its ``HashPool``."""
     return deferToThread(verify_password, password, text)
+
+
+class HashPool(service.Service):
+    """A few threads of their own for password checks (``[auth]
+    hash_threads``), started and stopped with the node.
+
+    Each check takes ~32 MiB and a core for tens of milliseconds. In the
+    reactor's shared pool a login flood would take all its threads, and
+    what else runs there (Redis host names, reloads) would wait behind it;
+    here the flood waits in this pool's queue and at most ``size`` checks
+    run, and hold memory, at once.
+    """
+
+    def __init__(self, reactor, size=2):
+        self.reactor = reactor
+        self.pool = ThreadPool(minthreads=0, maxthreads=size, name="hpxd-passwords")
+        self._stopping = None
+
+    @property
+    def size(self):
+        return self.pool.max
+
+    def resize(self, size):
+        """At most ``size`` checks at once from now on (a reload)."""
+        self.pool.adjustPoolsize(maxthreads=size)
+
+    def verify(self, password, text):
+        """``verify_password`` in this pool; fires with a bool. Checks asked
+        for before ``startService`` wait for it."""
+        return deferToThreadPool(self.reactor, self.pool, verify_password, password, text)
+
+    def startService(self):
+        super().startService()
+        self.pool.start()
+
+    def stopService(self):
+        """Fires once the checks still queued are done and the threads have
+        ended. The joining happens in a thread, not on the reactor."""
+        super().stopService()
+        if self._stopping is None:
+            if self.pool.started:
+                self._stopping = deferToThreadPool(self.reactor, self.reactor.getThreadPool(),
+                                                   self.pool.stop)
+            else:  # never started: no thread to wait for
+                self._stopping = defer.maybeDeferred(self.pool.stop)
+        return when_done(self._stopping)
 
 
 # Checked for unknown user names so that they cost as much time as known ones.

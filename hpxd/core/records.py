@@ -75,7 +75,9 @@ class RecordStore:
         self.database.start()
 
     def close(self):
-        self.database.close()
+        """A Deferred firing once the database's threads and connections are
+        closed (``Database.close``)."""
+        return self.database.close()
 
     def prepare(self, items):
         """Create or extend the table of every table-backed item."""
