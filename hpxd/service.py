@@ -124,28 +124,12 @@ class HpxdService(service.MultiService):
 
     def _listen(self):
         if self._listening is None:
-            self._listening = defer.gatherResults([self._listen_door(d) for d in self.doors],
+            self._listening = defer.gatherResults([door.listen() for door in self.doors],
                                                   consumeErrors=True)
             # Made once the node listens (so a node that cannot start leaves
             # nothing behind), before twistd drops privileges: endpoints
             # listen at once, so this runs within privilegedStartService.
             self._listening.addCallback(lambda _: self._make_data_dir())
-
-    def _listen_door(self, door):
-        d = door.listen()
-        d.addErrback(self._cannot_listen, door)
-        return d
-
-    def _cannot_listen(self, failure, door):
-        """Name the door and the endpoint (twisted says "bind(): port must be
-        0-65535", or names an address, and nothing more)."""
-        listen = getattr(self.config, door.name).listen
-        # A Listener opens its endpoints in order and stops at the first failure.
-        opened = len(door.addresses())
-        where = (f"{door.name}.listen[{opened}] {listen[opened]!r}" if opened < len(listen)
-                 else f"{door.name}.listen {listen!r}")
-        raise RuntimeError(f"the {door.name} door cannot listen on {where} "
-                           f"({failure.getErrorMessage()})") from None
 
     def _make_data_dir(self):
         """``[server] data_dir``, owned by the user twistd runs the node as."""

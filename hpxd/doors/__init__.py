@@ -71,9 +71,15 @@ class Listener(service.Service):
         # Each port is announced once, by Twisted ("hpxd tcp door starting on
         # 7007": the factory's logPrefix), and the node's "ready" line names
         # every listener with its address.
-        for description in self.config.listen:
+        for index, description in enumerate(self.config.listen):
             endpoint = endpoints.serverFromString(self.reactor, description)
-            self.ports.append(await endpoint.listen(self.factory))
+            try:
+                self.ports.append(await endpoint.listen(self.factory))
+            except Exception as e:
+                # Twisted says "bind(): port must be 0-65535", or names an
+                # address, and nothing more: name the door and its key.
+                raise RuntimeError(f"the {self.name} door cannot listen on "
+                                   f"{self.name}.listen[{index}] {description!r} ({e})") from None
 
     def addresses(self):
         return [port.getHost() for port in self.ports]
