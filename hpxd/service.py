@@ -26,6 +26,7 @@ from hpxd import config as configmod
 from hpxd.core import control
 from hpxd.core.auth import Authenticator
 from hpxd.core.clients import ClientNames
+from hpxd.core.deferreds import when_done
 from hpxd.core.node import Node
 from hpxd.core.passwords import HashPool
 from hpxd.core.processes import ProcessRunner
@@ -205,7 +206,7 @@ class HpxdService(service.MultiService):
         """
         if self._quitting is None:
             self._quitting = defer.ensureDeferred(self._quit(command))
-        return _when_done(self._quitting)
+        return when_done(self._quitting)
 
     async def _quit(self, command):
         timeout = self.config.server.shutdown_timeout
@@ -228,7 +229,7 @@ class HpxdService(service.MultiService):
         """serverquit / serverrestart: the quit sequence, then exit with ``status``."""
         if self._exiting is None:
             self._exiting = defer.ensureDeferred(self._stop_node(status, command))
-        return _when_done(self._exiting)
+        return when_done(self._exiting)
 
     async def _stop_node(self, status, command):
         await self.quit(command)
@@ -289,19 +290,6 @@ class HpxdService(service.MultiService):
 
 def _all(deferreds):
     return defer.DeferredList(deferreds, consumeErrors=True)
-
-
-def _when_done(d):
-    """A new Deferred firing (with None) when ``d`` does, leaving ``d``'s
-    result alone for its other waiters."""
-    done = defer.Deferred()
-
-    def fire(result):
-        done.callback(None)
-        return result
-
-    d.addBoth(fire)
-    return done
 
 
 def _bounded(d, timeout, reactor, what):
