@@ -67,6 +67,15 @@ def redis_server(tmp_path):
     server.stop()
 
 
+@pytest.fixture(params=["memory", "redis"])
+def backend(request):
+    """The ``[backend]`` table of a test that runs on both backends: memory,
+    and a private redis-server of its own. (test_seams.py has its own.)"""
+    if request.param == "redis":
+        return {"kind": "redis", "redis_url": request.getfixturevalue("redis_server").url}
+    return {"kind": "memory"}
+
+
 # -- PostgreSQL for the record tests ---------------------------------------------
 # The server is named by one environment variable; CI (.ci/run) makes sure a
 # local one runs. Tests never stop or reconfigure it: each makes a database of

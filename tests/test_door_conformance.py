@@ -82,13 +82,6 @@ def door(request):
     return request.param
 
 
-@pytest.fixture(params=["memory", "redis"])
-def backend(request):
-    if request.param == "redis":
-        return {"kind": "redis", "redis_url": request.getfixturevalue("redis_server").url}
-    return {"kind": "memory"}
-
-
 class Server:
     def __init__(self, service, pending, exits, client_class):
         self.service, self.pending, self.exits = service, pending, exits

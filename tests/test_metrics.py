@@ -60,13 +60,6 @@ def make_app():
     return app
 
 
-@pytest.fixture(params=["memory", "redis"])
-def backend(request):
-    if request.param == "redis":
-        return {"kind": "redis", "redis_url": request.getfixturevalue("redis_server").url}
-    return {"kind": "memory"}
-
-
 def config(tmp_path, backend, web=None, tcp=None, metrics=None, name="metered"):
     return {"server": {"name": name, "data_dir": str(tmp_path / name), "shutdown_timeout": 2},
             "tcp": {"listen": [LOCAL], **(tcp or {})},

@@ -116,13 +116,6 @@ def make_app():
     return task
 
 
-@pytest.fixture(params=["memory", "redis"])
-def backend(request):
-    if request.param == "redis":
-        return {"kind": "redis", "redis_url": request.getfixturevalue("redis_server").url}
-    return {"kind": "memory"}
-
-
 async def started(tmp_path, backend, **sessions):
     raw = {"server": {"data_dir": str(tmp_path / "data"), "shutdown_timeout": 2},
            "tcp": {"listen": ["tcp:0:interface=127.0.0.1"]},

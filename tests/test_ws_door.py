@@ -36,13 +36,6 @@ def make_app():
     return task
 
 
-@pytest.fixture(params=["memory", "redis"])
-def backend(request):
-    if request.param == "redis":
-        return {"kind": "redis", "redis_url": request.getfixturevalue("redis_server").url}
-    return {"kind": "memory"}
-
-
 @pytest_twisted.async_yield_fixture
 async def service(backend, tmp_path):
     raw = {
