@@ -1,5 +1,6 @@
 """Helpers shared by the tests: a raw HPX socket client and a twistd runner."""
 
+import ast
 import gzip
 import json
 import os
@@ -14,7 +15,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from twisted.internet import defer, task
+from twisted.internet import defer, protocol, task
 
 REPO = Path(__file__).resolve().parent.parent
 EOF_MARK = b"<EOF>"
@@ -182,6 +183,37 @@ async def started_store(url, reactor, task, **settings):
         store.close()
         raise
     return store
+
+
+def imported_modules(path):
+    """Every module the source file ``path`` imports, at the top or inside a
+    function (``from a import b`` gives both ``a`` and ``a.b``)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+class RawHttp(protocol.Protocol):
+    """Writes ``request`` (bytes, as given) and collects what comes back
+    until the server closes: ``done`` fires with it."""
+
+    def __init__(self, request):
+        self.request, self.data, self.done = request, b"", defer.Deferred()
+
+    def connectionMade(self):
+        self.transport.write(self.request)
+
+    def dataReceived(self, data):
+        self.data += data
+
+    def connectionLost(self, reason):
+        if not self.done.called:  # not timed out
+            self.done.callback(self.data)
 
 
 def free_port():

@@ -13,11 +13,11 @@ import threading
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, protocol, task
+from twisted.internet import defer, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
 from hpxd.app import Task
-from tests.support import start_service
+from tests.support import RawHttp, start_service
 
 # twisted.web.static builds its own (deprecated) HTML error pages when it is
 # imported; hpxd replaces them with the JSON ones (hpxd.doors.web.console).
@@ -25,22 +25,6 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:twisted.web.resource._Unsafe.*:DeprecationWarning")
 
 SECRET = "TOP-SECRET-f3a9c1d2-do-not-serve"
-
-
-class RawHttp(protocol.Protocol):
-    """Writes one request as given and collects everything until the close."""
-
-    def __init__(self, request):
-        self.request, self.data, self.done = request, b"", defer.Deferred()
-
-    def connectionMade(self):
-        self.transport.write(self.request)
-
-    def dataReceived(self, data):
-        self.data += data
-
-    def connectionLost(self, reason):
-        self.done.callback(self.data)
 
 
 class Response:

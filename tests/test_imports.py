@@ -2,7 +2,6 @@
 doors, backends, core -> config; nothing imports back up, not even inside
 a function."""
 
-import ast
 import os
 import subprocess
 import sys
@@ -10,24 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import imported_modules
+
 HPXD = Path(__file__).resolve().parent.parent / "hpxd"
 REPO = HPXD.parent
 
 
-def every_import(path):
-    """Every module ``path`` imports, at the top or inside a function."""
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return names
-
-
 def imports_any(path, prefixes):
-    return sorted(m for m in every_import(path)
+    return sorted(m for m in imported_modules(path)
                   if any(m == p or m.startswith(p + ".") for p in prefixes))
 
 

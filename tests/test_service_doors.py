@@ -1,6 +1,5 @@
 """The service knows doors only through IDoor and the registry in hpxd.doors."""
 
-import ast
 from pathlib import Path
 
 from twisted.internet.task import Clock
@@ -10,19 +9,9 @@ from hpxd import config as configmod, doors
 from hpxd.core.interfaces import IDoor
 from hpxd.demo import task as demo_task
 from hpxd.service import HpxdService
+from tests.support import imported_modules
 
 HPXD = Path(__file__).resolve().parent.parent / "hpxd"
-
-
-def imported_modules(path):
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return names
 
 
 def test_service_imports_no_door_module_by_name():

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, protocol, task
+from twisted.internet import defer, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.web.client import Agent, readBody
 from twisted.web.http_headers import Headers
@@ -17,7 +17,7 @@ from hpxd import config as configmod
 from hpxd.app import Task
 from hpxd.core.interfaces import IDoor
 from hpxd.service import HpxdService
-from tests.support import flooded_away, slow_ws_reader, start_service
+from tests.support import RawHttp, flooded_away, slow_ws_reader, start_service
 
 # Twisted's HTTP client (used here to ask) warns about its own transport.
 pytestmark = pytest.mark.filterwarnings(
@@ -122,23 +122,6 @@ async def test_a_body_past_max_body_bytes_is_refused_and_the_listener_goes_on(we
                       "error": "request body larger than 1048576 bytes ([web] max_body_bytes)"}
     response, body = await web.get("/healthz")
     assert (response.code, body) == (200, {"status": "live"})
-
-
-class RawHttp(protocol.Protocol):
-    """Writes ``request`` and collects what comes back until the server closes."""
-
-    def __init__(self, request):
-        self.request, self.data, self.done = request, b"", defer.Deferred()
-
-    def connectionMade(self):
-        self.transport.write(self.request)
-
-    def dataReceived(self, data):
-        self.data += data
-
-    def connectionLost(self, reason):
-        if not self.done.called:  # not timed out
-            self.done.callback(self.data)
 
 
 async def answer_within(port, request, seconds):
