@@ -185,6 +185,25 @@ async def started_store(url, reactor, task, **settings):
     return store
 
 
+async def started_backend(raw):
+    """The backend a config dict ``raw`` names (hpxd.backends.build), its
+    services started and ready; stop it with ``stopped_backend``."""
+    from twisted.internet import reactor
+
+    from hpxd import backends, config
+    backend = backends.build(config.from_dict(raw), reactor)
+    for service in backend.services:
+        service.startService()
+    if backend.ready:
+        await backend.ready()
+    return backend
+
+
+async def stopped_backend(backend):
+    for service in backend.services:
+        await service.stopService()
+
+
 def imported_modules(path):
     """Every module the source file ``path`` imports, at the top or inside a
     function (``from a import b`` gives both ``a`` and ``a.b``)."""

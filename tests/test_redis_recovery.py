@@ -24,11 +24,10 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from hpxd import backends, config
 from hpxd.backends.redis import RedisLink
 from hpxd.core import errors
 from hpxd.core.interfaces import IHubClient
-from tests.support import RedisServer
+from tests.support import RedisServer, started_backend, stopped_backend
 
 POOL_SIZE = 2
 CONNECTIONS = POOL_SIZE + 1  # the pool and the hub subscriber, per node
@@ -64,20 +63,13 @@ def redis(request, tmp_path):
     server.stop()
 
 
-async def start_node(url, connect_timeout=5):
-    from twisted.internet import reactor
-    raw = {"backend": {"kind": "redis", "redis_url": url, "redis_pool_size": POOL_SIZE,
-                       "redis_connect_timeout": connect_timeout}}
-    node = backends.build(config.from_dict(raw), reactor)
-    for service in node.services:
-        service.startService()
-    await node.ready()
-    return node
+def start_node(url, connect_timeout=5):
+    return started_backend({"backend": {"kind": "redis", "redis_url": url,
+                                        "redis_pool_size": POOL_SIZE,
+                                        "redis_connect_timeout": connect_timeout}})
 
 
-async def stop_node(node):
-    for service in node.services:
-        await service.stopService()
+stop_node = stopped_backend
 
 
 async def until(condition, seconds, what, logged):

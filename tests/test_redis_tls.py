@@ -10,9 +10,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from hpxd import backends, config
 from hpxd.core import errors
-from tests.support import free_port, need, sleep_until_port
+from tests.support import free_port, need, sleep_until_port, started_backend, stopped_backend
 
 
 def _name(cn):
@@ -66,20 +65,12 @@ def tls_redis(tmp_path):
         proc.wait()
 
 
-async def _backend(url, ca_file):
-    from twisted.internet import reactor
-    raw = {"backend": {"kind": "redis", "redis_url": url, "redis_ca_file": ca_file,
-                       "redis_connect_timeout": 2}}
-    backend = backends.build(config.from_dict(raw), reactor)
-    for service in backend.services:
-        service.startService()
-    await backend.ready()
-    return backend
+def _backend(url, ca_file):
+    return started_backend({"backend": {"kind": "redis", "redis_url": url,
+                                        "redis_ca_file": ca_file, "redis_connect_timeout": 2}})
 
 
-async def _stop(backend):
-    for service in backend.services:
-        await service.stopService()
+_stop = stopped_backend
 
 
 @pytest_twisted.ensureDeferred

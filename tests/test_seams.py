@@ -10,6 +10,7 @@ from hpxd import backends, config
 from hpxd.core import errors
 from hpxd.core.hub import COMMAND, PUSH
 from hpxd.core.interfaces import IHub, IHubClient, IScope, ISessionStore
+from tests.support import started_backend, stopped_backend
 
 LIFESPAN = 2
 
@@ -30,22 +31,14 @@ def sleep(seconds):
     return task.deferLater(reactor, seconds, lambda: None)
 
 
-async def start_backend(kind, redis_url=None):
-    from twisted.internet import reactor
+def start_backend(kind, redis_url=None):
     raw = {"sessions": {"lifespan_seconds": LIFESPAN}, "backend": {"kind": kind}}
     if redis_url:
         raw["backend"]["redis_url"] = redis_url
-    backend = backends.build(config.from_dict(raw), reactor)
-    for service in backend.services:
-        service.startService()
-    if backend.ready:
-        await backend.ready()
-    return backend
+    return started_backend(raw)
 
 
-async def stop_backend(backend):
-    for service in backend.services:
-        await service.stopService()
+stop_backend = stopped_backend
 
 
 @pytest.fixture(params=["memory", "redis"])
