@@ -78,6 +78,9 @@ SCHEMA = {
         "echo_path": (lambda v: v == "" or (_str(v) and _ECHO_PATH.match(v) is not None),
                       '"" or one path segment like "/echo"', ""),
         "metrics": (_bool, "true or false", True),
+        "max_upload_bytes": (_pos_int, "an integer > 0", 64 * 1024 * 1024),
+        "ext_tokens": (lambda v: _str_list(v) and all(len(t) >= 16 for t in v),
+                       "a list of strings of at least 16 characters", []),
     },
     "metrics": {
         "listen": (_str_list, "a list of endpoint strings", []),

@@ -105,9 +105,11 @@ def arguments(data):
 class Item:
     """A node of the task tree; table-backed when it has ``fields``."""
 
-    def __init__(self, task, parent, name, fields=None):
+    def __init__(self, task, parent, name, fields=None, caption=None):
         if not NAME_RE.match(name):
             raise ValueError(f"item name {name!r} must be a Python identifier")
+        if caption is not None and not isinstance(caption, str):
+            raise ValueError(f"item {name!r}: caption must be a string")
         self.task = task or self
         self.parent = parent
         self.name = name
@@ -119,8 +121,16 @@ class Item:
         # the task's name.
         self.privilege_key = self.path or self.task.name
         self.fields = _check_fields(fields or {})
+        self.caption = caption or name.replace("_", " ").capitalize()
         self.functions = {}
+        self.reports = {}  # name -> Function (@item.report), run by the dispatcher's report()
+        self.record_ops = {}  # name -> RecordOp (hpxd.core.record_ops), made on first use
         self.children = {}
+        # A browser module for this item (Jam.py's js_filename): a file path
+        # on the server, served under /js/ (client_module()).
+        self.client_module_path = None
+        # File extensions an upload to this item may have (uploads()); None: no uploads.
+        self.upload_extensions = None
         self.id = self.task._register(self)
 
     @property
@@ -131,10 +141,10 @@ class Item:
     def table_name(self):
         return "item_" + self.path.replace(".", "__") if self.fields else None
 
-    def item(self, name, fields=None):
+    def item(self, name, fields=None, caption=None):
         if name in self.children:
             raise ValueError(f"{self.path or 'task'} already has an item {name!r}")
-        child = Item(self.task, self, name, fields)
+        child = Item(self.task, self, name, fields, caption)
         self.children[name] = child
         return child
 
@@ -156,6 +166,42 @@ class Item:
 
         return register(fn) if fn is not None else register
 
+    def report(self, fn=None, *, requires="view", name=None):
+        """Declare a report: ``fn(item, **params)`` returns an ``hpxd.app.File``
+        (name, content type, bytes). Jam.py's ``print`` runs it; the file it
+        makes downloads once, by the session that asked for it."""
+        if requires not in PRIVILEGES:
+            raise ValueError(f"requires must be one of {PRIVILEGES}, not {requires!r}")
+
+        def register(f):
+            rname = name or f.__name__
+            if not NAME_RE.match(rname):
+                raise ValueError(f"report name {rname!r} must be a Python identifier")
+            if rname in self.reports:
+                raise ValueError(f"{self.path or 'task'} already has a report {rname!r}")
+            self.reports[rname] = Function(self, rname, f, requires)
+            return f
+
+        return register(fn) if fn is not None else register
+
+    def client_module(self, path):
+        """Serve the JavaScript file at ``path`` (on the server) as this
+        item's browser module: Jam.py's ``js_filename``, loaded from
+        ``/js/<item id>.js`` by jam.js."""
+        path = os.path.abspath(path)
+        if not os.path.isfile(path):
+            raise ValueError(f"item {self.path or self.name!r}: no file {path}")
+        self.client_module_path = path
+
+    def uploads(self, extensions):
+        """Allow file uploads to this item (edit privilege), with one of
+        ``extensions`` (".jpg", "pdf", ...; compared without case)."""
+        allowed = frozenset("." + e.lower().lstrip(".") for e in extensions)
+        if not allowed or any(not NAME_RE.match("x" + e[1:]) for e in allowed):
+            raise ValueError(f"item {self.path or self.name!r}: extensions must be plain "
+                             f"names like 'pdf', not {sorted(extensions)!r}")
+        self.upload_extensions = allowed
+
     def __repr__(self):
         return f"<Item {self.path or self.name!r} id={self.id}>"
 
@@ -163,11 +209,13 @@ class Item:
 class Task(Item):
     """The root item. An app module exposes one as its attribute ``task``."""
 
-    def __init__(self, name):
+    def __init__(self, name, caption=None):
         self._by_id = {}
         self._by_name = {}  # "add", "catalog.test" -> Function
         self.processes = {}  # name -> Process (@task.process)
-        super().__init__(None, None, name)
+        self.ext_handler = None  # @task.on_ext_request
+        self.ext_public = frozenset()  # /ext paths served without a token
+        super().__init__(None, None, name, caption=caption)
 
     def _register(self, item):
         item_id = len(self._by_id) + 1
@@ -224,7 +272,20 @@ class Task(Item):
 
         return register
 
-    # on_ext_request (Jam.py /ext) arrives with the HTTP door that uses it.
+    def on_ext_request(self, fn=None, *, public=()):
+        """Handle ``POST /ext/<path>`` (Jam.py's requests from other services):
+        ``fn(item, path, params, environ)`` returns the JSON reply. A request
+        needs a token of ``[web] ext_tokens`` unless its path is in ``public``."""
+        public = frozenset(p.strip("/") for p in public)
+
+        def register(f):
+            if self.ext_handler is not None:
+                raise ValueError("the task already has an on_ext_request handler")
+            self.ext_handler = Function(self, "on_ext_request", f)
+            self.ext_public = public
+            return f
+
+        return register(fn) if fn is not None else register
 
 
 def load_task(module_name):

@@ -19,7 +19,9 @@ from twisted.logger import Logger
 
 from hpxd.core import errors
 from hpxd.core.context import ItemContext
+from hpxd.core.files import File
 from hpxd.core.metrics import NO_DOOR, OK, Metrics, clock
+from hpxd.core.record_ops import item_of, record_op
 
 # Results of these types are never awaited; checked first because
 # inspect.isawaitable is slow for plain values.
@@ -90,7 +92,12 @@ class Dispatcher:
         except errors.HpxdError as e:
             metrics.count_failed(door, function or self._registered(fname), e.code)
             raise
-        ctx = ItemContext(node, item, session, environ, sink, function.full_name)
+        return self._run(function, session, args, kwargs, environ, sink, door)
+
+    def _run(self, function, session, args, kwargs, environ, sink, door):
+        """Run an authorised, checked call (``call_now``'s second half)."""
+        metrics = self.metrics
+        ctx = ItemContext(self.node, function.item, session, environ, sink, function.full_name)
         # Comparing snapshots costs two JSON dumps: skip them while data is empty.
         before = session.snapshot() if session.data else None
         self.inflight += 1
@@ -123,6 +130,63 @@ class Dispatcher:
             return result
         return defer.ensureDeferred(self._finish(session, function, result, None, before,
                                                  door, started))
+
+    def records(self, session, item, op, kwargs=None, environ=None):
+        """A record operation (hpxd.core.record_ops) on ``item`` (an Item,
+        its id or its dotted path) for ``session``: authorised (every
+        privilege it needs), counted and settled like ``call``. A Deferred."""
+        door = (environ or {}).get("door", NO_DOOR)
+        operation = None
+        try:
+            if not self.accepting:
+                raise errors.ShuttingDown()
+            operation = record_op(self.node, item, op)
+            kwargs = {} if kwargs is None else kwargs
+            operation.check((), kwargs)
+            for privilege in operation.privileges(kwargs):
+                self._authorise(session, operation, privilege)
+        except errors.HpxdError as e:
+            if operation is not None:
+                self.metrics.count_failed(door, operation, e.code)
+            return defer.fail(e)
+        return self._started(operation, session, kwargs, environ, door)
+
+    def report(self, session, item, name, kwargs=None, environ=None):
+        """Run the report ``name`` of ``item`` (``@item.report``) for
+        ``session`` under the report's privilege: a Deferred of its ``File``."""
+        door = (environ or {}).get("door", NO_DOOR)
+        function = None
+        try:
+            if not self.accepting:
+                raise errors.ShuttingDown()
+            found = item_of(self.node, item)
+            function = found.reports.get(name) if type(name) is str else None
+            if function is None:
+                raise errors.FunctionNotFound(f"{found.path or found.name!r} has no report "
+                                              f"named {name!r}")
+            self._authorise(session, function, function.requires)
+            kwargs = {} if kwargs is None else kwargs
+            function.check((), kwargs)
+        except errors.HpxdError as e:
+            if function is not None:
+                self.metrics.count_failed(door, function, e.code)
+            return defer.fail(e)
+        d = self._started(function, session, kwargs, environ, door)
+        return d.addCallback(_report_file, function)
+
+    def _authorise(self, session, function, privilege):
+        key = function.item.privilege_key
+        if not self.node.auth.can(session.user_info, key, privilege):
+            raise errors.PermissionDenied(f"{function.full_name}: your role {session.role!r} "
+                                          f"lacks {privilege!r} on {key!r}")
+
+    def _started(self, function, session, kwargs, environ, door):
+        """``_run`` (counted there) as a Deferred."""
+        try:
+            result = self._run(function, session, (), kwargs, environ, None, door)
+        except errors.HpxdError as e:
+            return defer.fail(e)
+        return result if isinstance(result, defer.Deferred) else defer.succeed(result)
 
     def _registered(self, fname):
         """The app's function named ``fname``, or None: a refused call's
@@ -212,3 +276,10 @@ class Dispatcher:
         self._drained.append(d)
         return d
 
+
+def _report_file(result, function):
+    if not isinstance(result, File):
+        Dispatcher.log.error("report {name} returned {kind}, not an hpxd.app.File",
+                             name=function.full_name, kind=type(result).__name__)
+        raise errors.UnhandledError()
+    return result

@@ -9,11 +9,13 @@ parameters. Everything that is not understood is refused with BadArguments.
 
 import operator
 
-from sqlalchemy import literal
+from sqlalchemy import and_, func, literal
 
 from hpxd.core import errors
 
-OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "contains", "startswith", "isnull")
+OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "notin", "range", "contains",
+             "startswith", "endswith", "contains_all", "isnull")
+AGGREGATES = ("count", "sum", "min", "max", "avg")
 MAX_FILTERS = 50     # conditions in one filters list
 MAX_IN_VALUES = 1000  # values of one "in" (each is a bound parameter)
 LIKE_ESCAPE = "/"
@@ -31,12 +33,12 @@ def _comparison(op):
     return build
 
 
-def _like(column, value, prefix):
+def _like(column, value, prefix, suffix="%"):
     # Wildcards in the client's text are escaped: "50%" finds a literal "%".
     # ilike folds ASCII letters only on both databases (see record_values).
     escaped = (value.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2).replace("%", LIKE_ESCAPE + "%")
                .replace("_", LIKE_ESCAPE + "_"))
-    return column.ilike(prefix + escaped + "%", escape=LIKE_ESCAPE)
+    return column.ilike(prefix + escaped + suffix, escape=LIKE_ESCAPE)
 
 
 BUILD = {
@@ -44,8 +46,13 @@ BUILD = {
     "lt": _comparison("lt"), "le": _comparison("le"),
     "gt": _comparison("gt"), "ge": _comparison("ge"),
     "in": lambda column, values: column.in_(values),
+    "notin": lambda column, values: column.not_in(values),
+    "range": lambda column, bounds: column.between(*bounds),
     "contains": lambda column, value: _like(column, value, "%"),
     "startswith": lambda column, value: _like(column, value, ""),
+    "endswith": lambda column, value: _like(column, value, "%", ""),
+    # every word of the text somewhere in the field
+    "contains_all": lambda column, words: and_(*[_like(column, w, "%") for w in words]),
     "isnull": lambda column, yes: column.is_(None) if yes else column.is_not(None),
 }
 
@@ -110,12 +117,21 @@ class Columns:
             if type(value) is not bool:
                 raise self.bad("isnull takes true or false")
             return value
-        if op == "in":
+        if op in ("in", "notin"):
             if type(value) is not list or len(value) > MAX_IN_VALUES:
-                raise self.bad(f"in takes a list of at most {MAX_IN_VALUES} values")
+                raise self.bad(f"{op} takes a list of at most {MAX_IN_VALUES} values")
             return [self._not_null(name, op, v) for v in value]
-        if op in ("contains", "startswith") and kind != "text":
+        if op == "range":
+            if type(value) is not list or len(value) != 2:
+                raise self.bad("range takes a list [low, high]")
+            return [self._not_null(name, op, v) for v in value]
+        if op in ("contains", "startswith", "endswith", "contains_all") and kind != "text":
             raise self.bad(f"{op} works on text fields; {name!r} is {kind}")
+        if op == "contains_all":
+            words = value.split() if type(value) is str else None
+            if not words or len(words) > MAX_FILTERS:
+                raise self.bad(f"contains_all takes a text of 1 to {MAX_FILTERS} words")
+            return words
         if op in ("eq", "ne"):
             return self.value(name, value)
         return self._not_null(name, op, value)
@@ -153,6 +169,23 @@ class Columns:
             raise self.bad("fields must be a list of field names")
         names = ["id"] + [name for name in dict.fromkeys(fields) if name != "id"]
         return [self.column(name) for name in names]
+
+    def aggregates(self, funcs):
+        """``{field: "count"|"sum"|"min"|"max"|"avg"}`` as labelled SQL
+        expressions; sum and avg on number fields only."""
+        if type(funcs) is not dict or not funcs or len(funcs) > len(self.types):
+            raise self.bad("funcs must be an object {field: function} naming the table's "
+                           f"fields (functions: {', '.join(AGGREGATES)})")
+        out = []
+        for name, fn in funcs.items():
+            column = self.column(name)
+            if type(fn) is not str or fn not in AGGREGATES:
+                raise self.bad(f"no function {_short(fn)} (functions: {', '.join(AGGREGATES)})")
+            if fn in ("sum", "avg") and self.types[name].name not in ("integer", "real"):
+                raise self.bad(f"{fn} works on number fields; {name!r} is "
+                               f"{self.types[name].name}")
+            out.append(getattr(func, fn)(column).label(name))
+        return out
 
     def record_id(self, record_id):
         if type(record_id) is not int:

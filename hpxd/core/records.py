@@ -7,12 +7,14 @@ database's thread pool (hpxd.core.database) and returns a Deferred::
     open(filters=[[field, op, value], ...], order_by=["-price", "name"],
          limit=None, offset=0, fields=None)      -> [ {id, ...}, ... ]
     count(filters=None)                          -> int
+    aggregate(filters=None, funcs={field: fn})   -> {field: value}; fn one of
+                                                    count, sum, min, max, avg
     get(id)                                      -> {id, ...} or None
     insert(values)                               -> the new id
     update(id, values, expect_hash=None)         -> True, or False: no such id
     delete(id)                                   -> True, or False: no such id
-    apply(insert=[...], update=[{"id": n, ...}], delete=[id, ...])
-                                                 -> the new ids, in order;
+    apply(insert=[...], update=[{"id": n, ...}], delete=[id, ...],
+          expect_hash={id: hash})                -> the new ids, in order;
                                                     all in one transaction
 
 docs/records.md is the guide for app writers and sysadmins.
@@ -20,6 +22,7 @@ docs/records.md is the guide for app writers and sysadmins.
 
 import hashlib
 import json
+from decimal import Decimal
 
 from sqlalchemy import Column, Integer, MetaData, Table, delete, func, insert, select, update
 
@@ -131,6 +134,14 @@ class RecordTable:
         return await self.database.read(_scalar, query)
 
     @deferred
+    async def aggregate(self, filters=None, funcs=None):
+        """``{field: value}`` of SQL aggregates over the matching records."""
+        query = select(*self.columns.aggregates(funcs)).where(*self.columns.where(filters))
+        # min and max are field values (a date goes out as text); count, sum, avg numbers
+        keep_type = {name for name, fn in funcs.items() if fn in ("min", "max")}
+        return await self.database.read(self._one_row, query, keep_type)
+
+    @deferred
     async def get(self, record_id):
         query = select(self.table).where(self.table.c.id == self.columns.record_id(record_id))
         records = await self.database.read(self._records, query)
@@ -184,14 +195,32 @@ class RecordTable:
         return await self.database.write(self._delete, record_id)
 
     @deferred
-    async def apply(self, insert=None, update=None, delete=None):
+    async def apply(self, insert=None, update=None, delete=None, expect_hash=None):
         """Inserts, then updates, then deletes, in ONE transaction: if any
-        change fails (bad values, an id that is not there) none is written.
-        Returns the new ids in the order of ``insert``."""
+        change fails (bad values, an id that is not there, an update whose
+        record no longer has its ``expect_hash`` entry's hash) none is
+        written. ``expect_hash``: ``{id: record_hash}`` for updates that must
+        find the record as it was read (keys may be id strings, as JSON
+        objects have them). Returns the new ids in the order of ``insert``."""
         inserts = [self.columns.values(v) for v in self._changes(insert, "insert")]
         updates = [self._update_entry(v) for v in self._changes(update, "update")]
         deletes = [self.columns.record_id(i) for i in self._changes(delete, "delete")]
-        return await self.database.write(self._apply, inserts, updates, deletes)
+        hashes = self._expected(expect_hash, {record_id for record_id, _ in updates})
+        return await self.database.write(self._apply, inserts, updates, deletes, hashes)
+
+    def _expected(self, expect_hash, updated):
+        if expect_hash is None:
+            return {}
+        if type(expect_hash) is not dict:
+            raise self.columns.bad("apply: expect_hash must be an object {id: hash}")
+        hashes = {}
+        for key, value in expect_hash.items():
+            record_id = int(key) if type(key) is str and key.isdigit() else key
+            if record_id not in updated or type(value) is not str:
+                raise self.columns.bad(f"apply: expect_hash names {key!r}, which is not an "
+                                       "update of this apply, or its hash is not a string")
+            hashes[record_id] = value
+        return hashes
 
     def _changes(self, changes, what):
         if changes is None:
@@ -240,10 +269,10 @@ class RecordTable:
         query = delete(self.table).where(self.table.c.id == record_id)
         return connection.execute(query).rowcount == 1
 
-    def _apply(self, connection, inserts, updates, deletes):
+    def _apply(self, connection, inserts, updates, deletes, hashes):
         new_ids = [self._insert(connection, values) for values in inserts]
         for record_id, values in updates:
-            if not self._update(connection, record_id, values, None):
+            if not self._update(connection, record_id, values, hashes.get(record_id)):
                 raise errors.StaleRecord(f"{self.path}: apply: no record {record_id} to "
                                          "update; nothing was written")
         for record_id in deletes:
@@ -251,6 +280,17 @@ class RecordTable:
                 raise errors.StaleRecord(f"{self.path}: apply: no record {record_id} to "
                                          "delete; nothing was written")
         return new_ids
+
+
+    def _one_row(self, connection, query, keep_type):
+        row = dict(connection.execute(query).one()._mapping)
+        for name, value in row.items():
+            give_out = self._give_out.get(name) if name in keep_type else None
+            if give_out is not None:
+                row[name] = give_out(value)
+            elif isinstance(value, Decimal):  # sum and avg on PostgreSQL
+                row[name] = int(value) if value % 1 == 0 else float(value)
+        return row
 
 
 def _scalar(connection, query):
