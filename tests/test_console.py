@@ -129,7 +129,7 @@ async def test_no_escape_attempt_reaches_a_file_outside_the_static_root(web, sit
     response = await send(web, target)
     assert SECRET.encode() not in response.body
     assert response.status == 404, response.body
-    assert response.headers["content-type"] == "application/json"
+    assert response.headers["content-type"] == "application/json; charset=utf-8"
     assert response.json()["code"] == 404
 
 

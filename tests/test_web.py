@@ -97,7 +97,7 @@ async def test_a_path_nobody_serves_is_a_json_404(web, path):
         assert response.code == 200
         return
     assert response.code == 404
-    assert response.headers.getRawHeaders(b"content-type") == [b"application/json"]
+    assert response.headers.getRawHeaders(b"content-type") == [b"application/json; charset=utf-8"]
     assert body == {"error": f"no such path {path!r}", "code": 404}
 
 

@@ -57,7 +57,7 @@ async def ask(port, path, method):
 def assert_405(response, body, path, method):
     assert response.code == 405, (path, method, body)
     assert response.headers.getRawHeaders(b"allow") == [b"GET, HEAD"]
-    assert response.headers.getRawHeaders(b"content-type") == [b"application/json"]
+    assert response.headers.getRawHeaders(b"content-type") == [b"application/json; charset=utf-8"]
     assert json.loads(body) == {"code": 418, "error": f"{path} takes GET or HEAD, not "
                                                       f"{method.decode()}"}
 

@@ -23,6 +23,7 @@ from hpxd.core.interfaces import IDoor
 from hpxd.core.metrics import DoorTraffic
 from hpxd.doors import Listener, fire, waiter
 
+JSON_TYPE = b"application/json; charset=utf-8"  # every JSON reply of every HTTP door
 IDLE_TIMEOUT = 60  # seconds an idle keep-alive HTTP connection is kept open
 # Seconds a request body has to arrive whole, counted from the end of its
 # headers (the idle timeout restarts with every byte, so a body trickling in
@@ -35,7 +36,7 @@ log = Logger()
 def json_body(request, status, body):
     """Write ``body`` as the JSON answer with HTTP ``status``; returns the bytes."""
     request.setResponseCode(status)
-    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"content-type", JSON_TYPE)
     request.setHeader(b"cache-control", b"no-store")
     return json.dumps(body).encode("utf-8")
 
@@ -353,12 +354,24 @@ def _is_upgrade(request):
     return any(b"websocket" in value.lower() for value in upgrade)
 
 
+class Gzipped(resource.EncodingResourceWrapper):
+    """A resource whose answers are gzip-compressed for a client that
+    accepts it (``Accept-Encoding: gzip``); others get them as they are."""
+
+    def __init__(self, wrapped):
+        super().__init__(wrapped, [server.GzipEncoderFactory()])
+        self.wrapped = wrapped  # the WebDoor finds holders of connections (drain) in it
+
+
 def build_root(node, config, reactor):
     """``/`` with every registered web resource under its path segment."""
     from hpxd.doors import WEB_RESOURCES  # the registry, not another door
     root = Root()
     for segment, factory_path in WEB_RESOURCES.items():
-        root.putChild(segment.encode("ascii"), namedAny(factory_path)(node, config, reactor))
+        made = namedAny(factory_path)(node, config, reactor)
+        if segment != "ws":  # an upgrade is no body to compress
+            made = Gzipped(made)
+        root.putChild(segment.encode("ascii"), made)
     root.websocket = root.children.get(b"ws")
     if config.web.echo_path:  # for the Autobahn|Testsuite only (config checks it collides with none)
         from hpxd.doors.web.echo import Echo
@@ -387,7 +400,8 @@ class WebDoor(Listener):
 
     def _holders(self):
         """Resources with connections of their own (the WebSocket door)."""
-        return [r for r in self.site.resource.children.values() if hasattr(r, "drain")]
+        children = (getattr(r, "wrapped", r) for r in self.site.resource.children.values())
+        return [r for r in children if hasattr(r, "drain")]
 
 
 def _all(deferreds):
