@@ -187,3 +187,18 @@ async def save(item, id, values, expect_hash=None):
 async def remove(item, id):
     """Delete the catalog record with this id."""
     return await item.records.delete(id)
+
+
+# -- /ext: requests from other services (docs/http.md) ----------------------------
+#   POST /ext/ping     public: {"pong": true, "params": <the body>}
+#   POST /ext/echo     needs a token of [web] ext_tokens:
+#                      {"path", "params", "peer"} of the request
+
+@task.on_ext_request(public=["ping"])
+def ext_request(item, path, params, environ):
+    """Answer another service's POST /ext/<path>."""
+    if path == "ping":
+        return {"pong": True, "params": params}
+    if path == "echo":
+        return {"path": path, "params": params, "peer": environ["peer"]}
+    raise item.error(f"the demo has no /ext/{path}")

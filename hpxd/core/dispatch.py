@@ -174,16 +174,34 @@ class Dispatcher:
         d = self._started(function, session, kwargs, environ, door)
         return d.addCallback(_report_file, function)
 
+    def ext(self, session, path, params, environ=None):
+        """The app's ``on_ext_request`` handler, ``fn(item, path, params,
+        environ)``, for ``session``: counted, settled and refused while
+        quitting like ``call``; no privilege (the door checked the request's
+        token). A Deferred of the handler's value; FunctionNotFound when the
+        app has no handler."""
+        door = (environ or {}).get("door", NO_DOOR)
+        function = self.node.task.ext_handler
+        try:
+            if not self.accepting:
+                raise errors.ShuttingDown()
+            if function is None:
+                raise errors.FunctionNotFound("this application takes no /ext requests")
+        except errors.HpxdError as e:
+            self.metrics.count_failed(door, function, e.code)
+            return defer.fail(e)
+        return self._started(function, session, {}, environ, door, (path, params, environ))
+
     def _authorise(self, session, function, privilege):
         key = function.item.privilege_key
         if not self.node.auth.can(session.user_info, key, privilege):
             raise errors.PermissionDenied(f"{function.full_name}: your role {session.role!r} "
                                           f"lacks {privilege!r} on {key!r}")
 
-    def _started(self, function, session, kwargs, environ, door):
+    def _started(self, function, session, kwargs, environ, door, args=NO_ARGS):
         """``_run`` (counted there) as a Deferred."""
         try:
-            result = self._run(function, session, (), kwargs, environ, None, door)
+            result = self._run(function, session, args, kwargs, environ, None, door)
         except errors.HpxdError as e:
             return defer.fail(e)
         return result if isinstance(result, defer.Deferred) else defer.succeed(result)

@@ -34,6 +34,8 @@ WEB_RESOURCES = {
     "metrics": "hpxd.doors.web.metrics.metrics_resource",  # [web] metrics
     "static": "hpxd.doors.web.console.StaticFiles",    # [web] static_dir
     "console": "hpxd.doors.web.console.ConsoleFiles",  # the console page's own files
+    "ajax": "hpxd.doors.web.ajax.AjaxResource",  # Heapkeeper-style calls
+    "ext": "hpxd.doors.web.ext.ExtResource",  # other services -> @task.on_ext_request
 }
 
 

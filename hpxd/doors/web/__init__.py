@@ -10,6 +10,7 @@ and requests in flight so the quit sequence can drain and close them.
 """
 
 import json
+from types import MappingProxyType
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -19,6 +20,7 @@ from twisted.web import http, resource, server
 from zope.interface import implementer
 
 from hpxd.core import errors
+from hpxd.core.doorkit import peer_text, repaired
 from hpxd.core.interfaces import IDoor
 from hpxd.core.metrics import DoorTraffic
 from hpxd.doors import Listener, fire, waiter
@@ -65,13 +67,36 @@ def json_later(request, d):
                 error = errors.UnhandledError()
             body = json_error(request, error)
         else:
-            body = json_body(request, 200, result)
+            try:
+                body = json_body(request, 200, result)
+            except (TypeError, ValueError, RecursionError):  # a function's value that is no JSON
+                _, error = repaired(result, f"{request.method.decode('latin-1')} "
+                                            f"{request.path.decode('latin-1')}")
+                body = json_error(request, error)
         if not gone:
             request.write(body)
             request.finish()
 
     d.addBoth(answer)
     return server.NOT_DONE_YET
+
+
+# Request headers an app never sees in ``environ["headers"]``: the
+# session's cookie and the /ext token are the door's business.
+PRIVATE_HEADERS = frozenset({"cookie", "authorization"})
+
+
+def request_environ(request, door, **more):
+    """The read-only ``environ`` of a call made by a web request: ``door``,
+    ``peer`` (host:port), ``headers`` (lower-case name -> value, repeated
+    headers joined with ", "; without ``PRIVATE_HEADERS``) and ``more``."""
+    headers = {}
+    for name, values in request.requestHeaders.getAllRawHeaders():
+        name = name.decode("latin-1").lower()
+        if name not in PRIVATE_HEADERS:
+            headers[name] = ", ".join(v.decode("latin-1") for v in values)
+    return MappingProxyType({"door": door, "peer": peer_text(request.getClientAddress()),
+                             "headers": MappingProxyType(headers), **more})
 
 
 READ_METHODS = (b"GET", b"HEAD")
