@@ -413,12 +413,13 @@ def redis_backend_available():
 
 # -- one measured round -----------------------------------------------------------
 
-def measure(server, args, workers, seed, helpers=(), script=None):
+def measure(server, args, workers, seed, helpers=(), script=None, worker_args=()):
     """Run the clients against ``server`` once; return the round's numbers.
 
     ``helpers`` are other servers it leans on (redis-server): their CPU use
     is reported too, since they share the same two cores. The workers are
-    ``script`` run with ``--worker`` (this file; bench/ws.py passes itself).
+    ``script`` run with ``--worker`` (this file; bench/ws.py passes itself)
+    and ``worker_args`` (what else that script's workers must be told).
     """
     start_at = time.time() + args.warmup + 0.5 + 0.2 * workers  # after connects + warm-up
     shares = [args.clients // workers + (1 if i < args.clients % workers else 0)
@@ -429,7 +430,8 @@ def measure(server, args, workers, seed, helpers=(), script=None):
             procs.append(subprocess.Popen(
                 [sys.executable, str(Path(script or __file__).resolve()), "--worker",
                  "--port", str(server.port), "--clients", str(n), "--start-at", repr(start_at),
-                 "--seconds", repr(float(args.seconds)), "--seed", str(seed * 100 + i)],
+                 "--seconds", repr(float(args.seconds)), "--seed", str(seed * 100 + i),
+                 *worker_args],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
                 preexec_fn=pinned_to(OTHER_CPUS)))
         while time.time() < start_at:

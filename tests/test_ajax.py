@@ -233,3 +233,11 @@ def test_a_long_call_does_not_hold_up_others(app):
 
 def test_percent_encoded_names(demo):
     assert request(demo, "GET", "/ajax/ech%6f?%76alue=%00%22v%22").json() == "v"  # o, v
+
+
+def test_an_answer_that_comes_later_has_a_content_length(app):
+    # Not chunked: one write of the body, as twisted.web gives an answer returned at once.
+    reply = post_form(app, "/ajax/slow", "seconds=%000")
+    assert reply.json() == 0
+    assert reply.headers["content-length"] == str(len(reply.raw))
+    assert reply.headers.get("transfer-encoding") is None

@@ -74,6 +74,9 @@ def json_later(request, d):
                                             f"{request.path.decode('latin-1')}")
                 body = json_error(request, error)
         if not gone:
+            # As twisted.web does for a body returned at once: one write,
+            # not chunked (a gzip encoder drops the header, as it must).
+            request.setHeader(b"content-length", b"%d" % len(body))
             request.write(body)
             request.finish()
 
