@@ -44,3 +44,17 @@ def odd(item):
 async def slow(item, seconds):
     await ttask.deferLater(reactor, float(seconds), lambda: None)
     return seconds
+
+
+@task.function
+async def remember_later(item, value):
+    """Puts value in the session after a real wait: the session is stored
+    only when the call ends, after the door's first return."""
+    await ttask.deferLater(reactor, 0.01, lambda: None)
+    item.session.data["value"] = value
+    return value
+
+
+@task.function
+def recall(item):
+    return item.session.data.get("value")

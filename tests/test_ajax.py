@@ -241,3 +241,22 @@ def test_an_answer_that_comes_later_has_a_content_length(app):
     assert reply.json() == 0
     assert reply.headers["content-length"] == str(len(reply.raw))
     assert reply.headers.get("transfer-encoding") is None
+
+
+def test_a_guest_given_data_after_a_wait_gets_its_cookie(app):
+    reply = post_form(app, "/ajax/remember_later", "value=%00[7]")
+    assert reply.json() == [7] and reply.cookie
+    again = post_form(app, "/ajax/recall", "", {"cookie": f"hpxd_session={reply.cookie}"})
+    assert again.json() == [7]
+
+
+def test_on_redis_a_cookie_made_on_one_node_calls_on_another(daemons, redis_server):
+    backend = f'[backend]\nkind = "redis"\nredis_url = "{redis_server.url}"\n'
+    a = daemons(web_config("tests.http_app", extra=backend), name="a").web_port
+    b = daemons(web_config("tests.http_app", extra=backend), name="b").web_port
+    first = post_form(a, "/ajax/remember_later", "value=%00{\"n\": 1}")
+    assert first.json() == {"n": 1} and first.cookie
+    cookie = {"cookie": f"hpxd_session={first.cookie}"}
+    assert post_form(b, "/ajax/recall", "", cookie).json() == {"n": 1}
+    ended = post_form(b, "/ajax/recall", "", {"cookie": "hpxd_session=gone"})
+    assert (ended.json(), ended.cookie) == (None, "")  # a guest now; the cookie cleared

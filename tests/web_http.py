@@ -15,15 +15,15 @@ TOKEN = "ext-token-0123456789abcdef"
 OTHER_TOKEN = "ext-token-fedcba9876543210"
 
 
-def web_config(app, extra_web=""):
+def web_config(app, extra_web="", extra=""):
     """A config for ``app`` with the web door on a port chosen now, whose
-    own origin is allowed; one user, ``USER``."""
+    own origin is allowed; one user, ``USER``; ``extra``: more sections."""
     port = free_port()
     users = [(USER, hash_password(PASSWORD, log2_n=10), "user")]
     web = (f'[web]\nlisten = ["tcp:{port}:interface=127.0.0.1"]\n'
            f'allowed_origins = ["http://127.0.0.1:{port}"]\n'
            f'ext_tokens = ["{OTHER_TOKEN}", "{TOKEN}"]\n{extra_web}')
-    text = tcp_config(f'[app]\nmodule = "{app}"\n', users)
+    text = tcp_config(f'[app]\nmodule = "{app}"\n{extra}', users)
     return text.replace("[web]\nlisten = []\n", web)
 
 

@@ -48,6 +48,17 @@ def json_error(request, error):
     return json_body(request, error.http_status, {"error": error.msg, "code": error.code})
 
 
+def json_answer(request, result):
+    """A function's ``result`` as the 200 JSON answer; a value that is no
+    JSON is our 500 (code 100, logged) instead."""
+    try:
+        return json_body(request, 200, result)
+    except (TypeError, ValueError, RecursionError):
+        _, error = repaired(result, f"{request.method.decode('latin-1')} "
+                                    f"{request.path.decode('latin-1')}")
+        return json_error(request, error)
+
+
 def json_later(request, d):
     """Answer ``request`` with what the Deferred ``d`` fires with, as JSON
     (200), or with its ``HpxdError``; anything else is our bug: logged, and
@@ -67,12 +78,7 @@ def json_later(request, d):
                 error = errors.UnhandledError()
             body = json_error(request, error)
         else:
-            try:
-                body = json_body(request, 200, result)
-            except (TypeError, ValueError, RecursionError):  # a function's value that is no JSON
-                _, error = repaired(result, f"{request.method.decode('latin-1')} "
-                                            f"{request.path.decode('latin-1')}")
-                body = json_error(request, error)
+            body = json_answer(request, result)
         if not gone:
             # As twisted.web does for a body returned at once: one write,
             # not chunked (a gzip encoder drops the header, as it must).

@@ -21,13 +21,15 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from urllib.parse import parse_qs
 
+from twisted.internet import defer
 from twisted.web import resource
 
 from hpxd.core import errors
 from hpxd.core.deferreds import deferred
 from hpxd.core.jsonvalues import load_json
-from hpxd.doors.web import json_error, json_later, request_environ, wrong_method
-from hpxd.doors.web.cookies import keep_session, session_of
+from hpxd.doors.web import (json_answer, json_error, json_later, request_environ,
+                             wrong_method)
+from hpxd.doors.web.cookies import keep_session, session_now, session_of
 from hpxd.doors.web.origin import OriginCheck
 
 DOOR = "ajax"
@@ -126,6 +128,12 @@ def keyword_arguments(fields):
     return kwargs
 
 
+def _kept(result, request, session):
+    """Once a call has ended (and stored a guest it gave data): the cookie."""
+    keep_session(request, session)
+    return result
+
+
 class AjaxResource(resource.Resource):
     isLeaf = True
 
@@ -135,6 +143,7 @@ class AjaxResource(resource.Resource):
         self.origins = OriginCheck(config.web.allowed_origins)
 
     def render(self, request):
+        session = None
         try:
             foreign = self.origins.refusal(request)
             if foreign is not None:
@@ -145,9 +154,21 @@ class AjaxResource(resource.Resource):
             if refused is not None:
                 return refused
             kwargs = keyword_arguments(raw_fields(request))
+            session = session_now(request, self.node)
+            if session is None:  # the store must be asked
+                return json_later(request, self.answer(request, fname, kwargs))
+            result = self.node.dispatcher.call_now(session, fname, (), kwargs,
+                                                   request_environ(request, DOOR))
         except errors.HpxdError as e:
+            if session is not None:
+                keep_session(request, session)
             return json_error(request, e)
-        return json_later(request, self.answer(request, fname, kwargs))
+        if isinstance(result, defer.Deferred):  # the call goes on
+            return json_later(request, result.addBoth(_kept, request, session))
+        # The common call (a session the store had at hand, a function that
+        # answered at once) is answered here, with no Deferred.
+        keep_session(request, session)
+        return json_answer(request, result)
 
     @deferred
     async def answer(self, request, fname, kwargs):

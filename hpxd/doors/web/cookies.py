@@ -7,6 +7,8 @@ browser, through these helpers:
   or (no cookie, or one whose session ended) a transient guest session
   that no store holds until a call gives it data. So requests without a
   cookie cannot grow the session store.
+- ``session_now(request, node)``: the same without a Deferred when the
+  store can answer at once (None when it cannot: then ``session_of``).
 - ``keep_session(request, session)``: after the request's work, set the
   cookie when the session is stored and is not the one the request named
   (a login, a guest given data); a cookie naming a session that ended is
@@ -19,6 +21,7 @@ TLS listener, ``Secure``. The WebSocket upgrade reads the same cookie with
 ``session_id_in``.
 """
 
+from hpxd.core import errors
 from hpxd.core.deferreds import deferred
 from hpxd.core.doorkit import peer_text
 
@@ -53,6 +56,20 @@ async def session_of(request, node):
     is never served as a guest behind their back."""
     peer = peer_text(request.getClientAddress())
     return await node.login.session_or_guest(request_session_id(request), peer)
+
+
+def session_now(request, node):
+    """``session_of`` without a Deferred when the store answers without
+    I/O (the memory store): the session, or None when ``session_of`` must
+    be asked. Raises AuthRequired for a guest where guests are not allowed."""
+    session_id = request_session_id(request)
+    if session_id:
+        try:
+            session = node.sessions.get_now(session_id)
+        except errors.SessionExpired:
+            return node.login.transient_guest()
+        return session
+    return node.login.transient_guest()
 
 
 def keep_session(request, session):
