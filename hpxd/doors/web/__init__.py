@@ -10,6 +10,8 @@ and requests in flight so the quit sequence can drain and close them.
 """
 
 import json
+import reprlib
+from collections.abc import Mapping
 from types import MappingProxyType
 
 from twisted.internet import defer
@@ -20,7 +22,7 @@ from twisted.web import http, resource, server
 from zope.interface import implementer
 
 from hpxd.core import errors
-from hpxd.core.doorkit import peer_text, repaired
+from hpxd.core.doorkit import NOT_JSON, peer_text
 from hpxd.core.interfaces import IDoor
 from hpxd.core.metrics import DoorTraffic
 from hpxd.doors import Listener, fire, waiter
@@ -53,10 +55,11 @@ def json_answer(request, result):
     JSON is our 500 (code 100, logged) instead."""
     try:
         return json_body(request, 200, result)
-    except (TypeError, ValueError, RecursionError):
-        _, error = repaired(result, f"{request.method.decode('latin-1')} "
-                                    f"{request.path.decode('latin-1')}")
-        return json_error(request, error)
+    except (TypeError, ValueError, RecursionError) as e:  # too deep: RecursionError
+        log.error("{method} {path}: the answer is no JSON ({why}): {value}",
+                  method=request.method.decode("latin-1"), path=request.path.decode("latin-1"),
+                  why=f"{type(e).__name__}: {e}", value=reprlib.repr(result))
+        return json_error(request, errors.UnhandledError(NOT_JSON))
 
 
 def json_later(request, d):
@@ -97,15 +100,43 @@ PRIVATE_HEADERS = frozenset({"cookie", "authorization"})
 
 def request_environ(request, door, **more):
     """The read-only ``environ`` of a call made by a web request: ``door``,
-    ``peer`` (host:port), ``headers`` (lower-case name -> value, repeated
-    headers joined with ", "; without ``PRIVATE_HEADERS``) and ``more``."""
-    headers = {}
-    for name, values in request.requestHeaders.getAllRawHeaders():
-        name = name.decode("latin-1").lower()
-        if name not in PRIVATE_HEADERS:
-            headers[name] = ", ".join(v.decode("latin-1") for v in values)
+    ``peer`` (host:port), ``headers`` (a read-only mapping, lower-case
+    name -> value, repeated headers joined with ", ", without
+    ``PRIVATE_HEADERS``) and ``more``."""
     return MappingProxyType({"door": door, "peer": peer_text(request.getClientAddress()),
-                             "headers": MappingProxyType(headers), **more})
+                             "headers": RequestHeaders(request.requestHeaders), **more})
+
+
+class RequestHeaders(Mapping):
+    """A request's headers as ``environ["headers"]`` shows them, read from
+    twisted.web's ``Headers`` the first time a function looks (most never do)."""
+
+    __slots__ = ("_raw", "_headers")
+
+    def __init__(self, raw):
+        self._raw, self._headers = raw, None
+
+    def _read(self):
+        if self._headers is None:
+            headers = {}
+            for name, values in self._raw.getAllRawHeaders():
+                name = name.decode("latin-1").lower()
+                if name not in PRIVATE_HEADERS:
+                    headers[name] = ", ".join(v.decode("latin-1") for v in values)
+            self._headers, self._raw = headers, None
+        return self._headers
+
+    def __getitem__(self, name):
+        return self._read()[name]
+
+    def __iter__(self):
+        return iter(self._read())
+
+    def __len__(self):
+        return len(self._read())
+
+    def __repr__(self):
+        return f"RequestHeaders({self._read()!r})"
 
 
 READ_METHODS = (b"GET", b"HEAD")

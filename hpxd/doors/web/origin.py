@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from hpxd.core import errors
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+SEEN_MAX = 1000  # Origin values whose answer is remembered
 
 
 def _pattern(wildcard):
@@ -51,10 +52,21 @@ class OriginCheck:
     def __init__(self, allowed):
         self.allowed = list(allowed)
         self._patterns = [_pattern(wildcard) for wildcard in self.allowed]
+        # Origin header -> the answer: a page sends the same Origin with
+        # every request, and parsing it costs more than the rest of the
+        # check. Bounded: past SEEN_MAX distinct values, no more are kept.
+        self._seen = {}
 
     def allows(self, origin):
-        origin = normalised(origin)
-        return origin is not None and any(p.match(origin) for p in self._patterns)
+        try:
+            return self._seen[origin]
+        except KeyError:
+            pass
+        normal = normalised(origin)
+        allowed = normal is not None and any(p.match(normal) for p in self._patterns)
+        if len(self._seen) < SEEN_MAX:
+            self._seen[origin] = allowed
+        return allowed
 
     def refusal(self, request):
         """The error for a twisted.web ``request`` whose Origin is not
