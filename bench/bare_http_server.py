@@ -7,7 +7,7 @@ sessions, auth, dispatch, Origin check, metrics, gzip wrapper or caps:
     POST /ajax/<name>   urlencoded form; each value after \\x00 is JSON:
                         answers a + b as JSON (Heapkeeper's wire)
     POST /api           Jam.py's ["server", task_id, item_id, ["test", [a, b]], mod]:
-                        answers {"result": {"status": 9, "data": [a + b, null],
+                        answers {"result": {"status": 9, "data": [a + b, ""],
                         "modification": mod}, "error": null}
 
 Replies carry the headers hpxd's do (JSON content type with charset,
@@ -58,7 +58,8 @@ class Api(resource.Resource):
             name, (a, b) = params
             if kind != "server" or name != "test":
                 raise ValueError(kind)
-            result = {"status": 9, "data": [a + b, None], "modification": modification}
+            # [result, error]: hpxd's Jam.py door says "" for no error, as Jam.py does.
+            result = {"status": 9, "data": [a + b, ""], "modification": modification}
             return json_reply(request, 200, {"result": result, "error": None})
         except (ValueError, TypeError):
             return json_reply(request, 400, {"error": "bare server: only server test"})
