@@ -112,6 +112,25 @@ def content_length(head):
     return int(head[start:] if end < 0 else head[start:end])
 
 
+def dechunked(buffer, start):
+    """``(body, end)`` of a chunked body starting at ``start`` (no trailers),
+    or ``(None, None)`` until all of it has arrived."""
+    body, pos = [], start
+    while True:
+        line_end = buffer.find(b"\r\n", pos)
+        if line_end < 0:
+            return None, None
+        size = int(buffer[pos:line_end].split(b";")[0], 16)
+        if size == 0:
+            if len(buffer) < line_end + 4:
+                return None, None
+            return b"".join(body), line_end + 4
+        if len(buffer) < line_end + 2 + size + 2:
+            return None, None
+        body.append(buffer[line_end + 2:line_end + 2 + size])
+        pos = line_end + 2 + size + 2
+
+
 # -- the load generator (worker process) ---------------------------------------------
 
 class LoadClient(tcp_bench.Ending, asyncio.Protocol):
@@ -144,12 +163,18 @@ class LoadClient(tcp_bench.Ending, asyncio.Protocol):
                 break
             head = buffer[:end]
             length = content_length(head)
-            if length is None:
-                return self.fail(f"a reply without Content-Length: {head[:300]!r}")
-            total = end + 4 + length
-            if len(buffer) < total:
-                break
-            body, buffer = buffer[end + 4:total], buffer[total:]
+            if length is not None:
+                total = end + 4 + length
+                if len(buffer) < total:
+                    break
+                body, buffer = buffer[end + 4:total], buffer[total:]
+            elif b"chunked" in head.lower():
+                body, total = dechunked(buffer, end + 4)
+                if body is None:
+                    break
+                buffer = buffer[total:]
+            else:
+                return self.fail(f"a reply with neither Content-Length nor chunks: {head[:300]!r}")
             self.answered(head, body)
         self.buffer = buffer
 
