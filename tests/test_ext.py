@@ -2,7 +2,9 @@
 handler (docs/http.md's curl examples), tests/http_app.py's, and an app
 with none."""
 
+import http.client
 import json
+import select
 
 import pytest
 
@@ -151,3 +153,16 @@ def test_json_content_type_and_gzip_when_accepted(demo):
         assert plain.headers.get("content-encoding") is None
         assert zipped.headers["content-encoding"] == "gzip"
         assert zipped.json() == plain.json()
+
+
+def test_a_long_handler_does_not_hold_up_others(app):
+    slow = http.client.HTTPConnection("127.0.0.1", app, timeout=10)
+    try:
+        slow.request("POST", "/ext/slow", "2", {**JSON, **BEARER})
+        assert post(app, "/ext/open", 1).json()["params"] == 1
+        # The slow request is still running: nothing has come back for it yet.
+        assert select.select([slow.sock], [], [], 0)[0] == []
+        answer = slow.getresponse()
+        assert (answer.status, json.loads(answer.read())) == (200, "slow")
+    finally:
+        slow.close()
