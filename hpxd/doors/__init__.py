@@ -34,6 +34,8 @@ WEB_RESOURCES = {
     "metrics": "hpxd.doors.web.metrics.metrics_resource",  # [web] metrics
     "static": "hpxd.doors.web.console.StaticFiles",    # [web] static_dir
     "console": "hpxd.doors.web.console.ConsoleFiles",  # the console page's own files
+    "api": "hpxd.doors.web.jam.Api",  # Jam.py's jam.js (docs/http.md)
+    "js": "hpxd.doors.web.jam.ClientModules",  # the client modules jam.js loads
 }
 
 

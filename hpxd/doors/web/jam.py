@@ -1,0 +1,543 @@
+"""``/api``: the HTTP door Jam.py's own browser client (``jam.js`` of
+jam.py 5.4.136) drives unchanged, and ``/js/<id>.js``, the client modules
+it loads (docs/http.md).
+
+jam.js POSTs ``[request, task_id, item_id, params, modification]`` to the
+relative url ``api`` and reads ``{"result": {"status", "data",
+"modification"}, "error"}``. Every Jam.py request is answered HTTP 200, an
+error included (jam.js writes the body of any other status over the page):
+``error`` is then the message (``code`` its number in the error table) and
+``result.data`` is ``[null, message]``, as Jam.py's server answers. A body
+that is no Jam.py request at all (not JSON, not a 5-array with a string
+first) is answered 400 with the web door's JSON error.
+
+The requests: ``connect``, ``login``, ``logout``, ``load``, ``open``,
+``apply``, ``server`` and ``print``. Each is turned into what the core
+offers and nothing else: logins through ``node.login``, the tree through
+``hpxd.core.tree.describe`` (rendered by jam_tree.py), records through
+``dispatcher.records`` (privileges per change kind, all or nothing),
+functions through ``dispatcher.call`` (only decorated ones, with their
+privilege) and reports through the node's file service. Filters name a
+field and one of Jam.py's fifteen filter types, mapped onto the records
+layer's operators: nothing a client sends becomes SQL.
+
+The session is the ``hpxd_session`` cookie (hpxd/doors/web/cookies.py):
+a login here sets it, and the same session then works on ``/ws``, the
+TCP door and every node. A POST from an Origin not in ``[web]
+allowed_origins`` is refused with 403.
+"""
+
+import json
+import re
+from types import MappingProxyType
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.web import resource, server
+
+from hpxd.core import errors, tree
+from hpxd.core.app import NAME_RE, arguments
+from hpxd.core.doorkit import peer_text, repaired
+from hpxd.doors.web import NoSuchPath, json_body, json_error, wrong_method
+from hpxd.doors.web.console import checked_file
+from hpxd.doors.web.cookies import end_session, keep_session, request_session_id, session_of
+from hpxd.doors.web.jam_tree import JamIds, render
+from hpxd.doors.web.origin import OriginCheck
+
+DOOR = "api"
+# jam.js's statuses (Jam.py's PROJECT_* constants)
+NOT_LOGGED, LOGGED, MODIFIED, RESPONSE = 5, 6, 8, 9
+# Jam.py's filter types 1-15 -> the records layer's operators (11, EXACT, is equality)
+FILTER_OPERATORS = {1: "eq", 2: "ne", 3: "lt", 4: "le", 5: "gt", 6: "ge", 7: "in", 8: "notin",
+                    9: "range", 10: "isnull", 11: "eq", 12: "contains", 13: "startswith",
+                    14: "endswith", 15: "contains_all"}
+# a record's status in jam.js's change log
+INSERTED, MODIFIED_RECORD, DELETED, DETAILS_MODIFIED = 1, 2, 3, 4
+# every parameter jam.js's open may send; params without "__" are the app's own
+OPEN_PARAMS = frozenset({"__expanded", "__fields", "__open_empty", "__order", "__filters",
+                         "__limit", "__offset", "__funcs", "__summary", "__group_by",
+                         "__search", "__master_id", "__master_rec_id", "__edit_record_id"})
+MAX_FILTERS = 50
+ID_LIMIT = 2 ** 63  # ids, limits and offsets are 64-bit in every database
+PRIVATE_HEADERS = frozenset({"cookie", "authorization"})  # never in an app's environ
+EMPTY_MODULE = b"/* hpxd: this app attaches no client module to its task */\n"
+JS_NAME = re.compile(rb"([1-9][0-9]{0,8})\.js")
+
+log = Logger("hpxd.doors.web.jam")
+
+
+def bad(text):
+    return errors.BadArguments(text)
+
+
+def parse(body):
+    """``[request, task_id, item_id, params, modification]`` from a request
+    body; JSONParseError or InvalidMessage (both HTTP 400) when it is none."""
+    try:
+        value = _decoder.decode(body.decode("utf-8"))
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+        why = "nested too deeply" if isinstance(e, RecursionError) else str(e)[:200]
+        raise errors.JSONParseError(f"the body must be JSON ({why})") from None
+    if type(value) is not list or len(value) != 5 or type(value[0]) is not str:
+        raise errors.InvalidMessage("the body must be a Jam.py request: "
+                                    "[request, task_id, item_id, params, modification]")
+    return value
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+_decoder = json.JSONDecoder(parse_constant=_no_constant)  # no NaN, no Infinity
+
+
+def envelope(status, data, modification, error=None):
+    """Jam.py's reply; an error adds its message and code."""
+    body = {"result": {"status": status, "data": data, "modification": modification},
+            "error": None}
+    if error is not None:
+        body["error"], body["code"] = error.msg, error.code
+    return body
+
+
+def request_environ(request):
+    """The read-only ``environ`` of a call from ``request``."""
+    headers = {}
+    for name, values in request.requestHeaders.getAllRawHeaders():
+        name = name.decode("latin-1").lower()
+        if name not in PRIVATE_HEADERS:
+            headers[name] = ", ".join(v.decode("latin-1") for v in values)
+    return MappingProxyType({"door": DOOR, "peer": peer_text(request.getClientAddress()),
+                             "headers": MappingProxyType(headers)})
+
+
+def _int_or_null(value, what):
+    if value is not None and (type(value) is not int or not -ID_LIMIT < value < ID_LIMIT):
+        raise bad(f"{what} must be an integer or null, not {_short(value)}")
+    return value
+
+
+def _short(value, limit=60):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class Api(resource.Resource):
+    """``POST /api``."""
+
+    isLeaf = True
+
+    def __init__(self, node, config, reactor):
+        super().__init__()
+        self.node = node
+        self.origins = OriginCheck(config.web.allowed_origins)
+        self.ids = JamIds(node.task)
+        self.requests = {"connect": self.connect, "login": self.login, "logout": self.logout,
+                         "load": self.load, "open": self.open, "apply": self.apply,
+                         "server": self.server, "print": self.print}
+
+    def render(self, request):
+        refused = wrong_method(request, (b"POST",))
+        if refused is not None:
+            return refused
+        if request.postpath not in ([], [b""]):
+            return NoSuchPath().render(request)
+        error = self.origins.refusal(request)
+        if error is None:
+            try:
+                call = parse(request.content.read())
+            except errors.HpxdError as e:
+                error = e
+        if error is not None:
+            self._refused(request, error)
+            return json_error(request, error)
+        gone = []  # the client hung up before the answer
+        request.notifyFinish().addErrback(gone.append)
+        d = defer.ensureDeferred(self.answer(request, *call))
+        d.addCallback(self._write, request, gone)
+        return server.NOT_DONE_YET
+
+    def _write(self, reply, request, gone):
+        try:
+            body = json_body(request, 200, reply)
+        except (TypeError, ValueError, RecursionError):  # a function's value that is no JSON
+            _, error = repaired(reply["result"]["data"], "an /api request")
+            body = json_body(request, 200, self._failed("server", error))
+        if not gone:
+            request.write(body)
+            request.finish()
+
+    def _refused(self, request, error):
+        log.info("{door} error {code} for {peer}: {msg}", door=DOOR, code=error.code,
+                 msg=error.msg, peer=peer_text(request.getClientAddress()))
+
+    def _failed(self, name, error):
+        # login answers false, as Jam.py's does: jam.js takes any other
+        # value (an error's [null, message] too) for a login that succeeded
+        return envelope(RESPONSE, False if name == "login" else [None, error.msg],
+                        self.ids.modification, error)
+
+    async def answer(self, request, name, task_id, item_id, params, modification):
+        """The reply to one Jam.py request (never raises)."""
+        try:
+            handler = self.requests.get(name)
+            if handler is None:
+                raise errors.FunctionNotFound(f"no request {name[:60]!r} (requests: "
+                                              f"{', '.join(self.requests)})")
+            _int_or_null(task_id, "task_id")
+            _int_or_null(item_id, "item_id")
+            _int_or_null(modification, "modification")
+            if task_id is not None and task_id != self.ids.task_id:
+                raise errors.FunctionNotFound(f"no task with id {task_id}")
+            if task_id and modification and modification != self.ids.modification:
+                return envelope(MODIFIED, None, self.ids.modification)  # jam.js says reload
+            data = await handler(request, item_id, params)
+            return envelope(RESPONSE, data, self.ids.modification)
+        except errors.AuthRequired:  # no session and no guests: jam.js shows its login
+            return envelope(NOT_LOGGED, NOT_LOGGED, self.ids.modification)
+        except errors.HpxdError as e:
+            self._refused(request, e)
+            return self._failed(name, e)
+        except Exception:
+            log.failure("{door} request {name} failed", door=DOOR, name=name)
+            return self._failed(name, errors.UnhandledError())
+
+    async def _in_session(self, request, work):
+        """``work(session)`` in the request's session, its cookie kept after."""
+        session = await session_of(request, self.node)
+        try:
+            return await work(session)
+        finally:
+            keep_session(request, session)
+
+    # -- the requests ------------------------------------------------------------
+
+    async def connect(self, request, item_id, params):
+        """6 (logged in) for a user's session, else 5 (jam.js asks to log in)."""
+        session = await session_of(request, self.node)
+        keep_session(request, session)  # a cookie of a session that ended is cleared
+        return LOGGED if session.user_name is not None and not session.transient else NOT_LOGGED
+
+    async def login(self, request, item_id, params):
+        """``[{login, password}]`` -> true, and the cookie; a refusal answers false."""
+        if type(params) is not list or len(params) != 1 or type(params[0]) is not dict:
+            raise errors.MissingCredentials('login takes [{"login": ..., "password": ...}]')
+        form = params[0]
+        peer = peer_text(request.getClientAddress())
+        session = await self.node.login.login(form.get("login"), form.get("password"), peer)
+        keep_session(request, session)
+        return True
+
+    async def logout(self, request, item_id, params):
+        session_id = request_session_id(request)
+        end_session(request)
+        if session_id:
+            peer = peer_text(request.getClientAddress())
+            try:
+                session = await self.node.login.attach(session_id, peer)
+            except errors.SessionExpired:
+                session = None
+            if session is not None:
+                await self.node.login.logout(session, peer)
+        raise errors.AuthRequired()  # Jam.py's answer: status and data "not logged"
+
+    async def load(self, request, item_id, params):
+        """``[{task, settings, locale, language, user_info, privileges}, ""]``."""
+        async def work(session):
+            return [render(self.ids, tree.describe(self.node, session), session), ""]
+        return await self._in_session(request, work)
+
+    async def open(self, request, item_id, params):
+        """``[rows, "", null]``, each row an array in ``__fields`` order."""
+        item = self._table(item_id)
+        query = OpenQuery(params, item)
+        environ = request_environ(request)
+
+        async def work(session):
+            rows = await query.run(self.node.dispatcher, session, item.id, environ)
+            return [rows, "", None]
+        return await self._in_session(request, work)
+
+    async def apply(self, request, item_id, params):
+        """jam.js's change log -> one apply; ``[{ID, changes: [{log_id,
+        rec_id, details}]}, null]``, rec_id the id of each record."""
+        item = self._table(item_id)
+        log_changes = ChangeLog(params)
+        environ = request_environ(request)
+
+        async def work(session):
+            new_ids = await self.node.dispatcher.records(session, item.id, "apply",
+                                                         log_changes.kwargs(), environ)
+            return [{"ID": item.id, "changes": log_changes.answer(new_ids),
+                     "__edit_record_version": None}, None]
+        return await self._in_session(request, work)
+
+    async def server(self, request, item_id, params):
+        """``[func_name, [args] or {kwargs}]`` -> ``[result, ""]``."""
+        item = self._item(item_id)
+        if type(params) is not list or len(params) not in (1, 2):
+            raise bad("server takes [function name, arguments]")
+        name, data = params[0], params[1] if len(params) == 2 else None
+        if type(name) is not str or not NAME_RE.match(name):
+            raise bad(f"server: the function name must be an identifier, not {_short(name)}")
+        if data is not None and type(data) not in (list, dict):
+            raise bad("server: the arguments must be a list (positional) or an object "
+                      "(keyword arguments)")
+        args, kwargs = (data, {}) if type(data) is list else arguments(data)
+        fname = name if item.is_task else f"{item.path}.{name}"
+        environ = request_environ(request)
+
+        async def work(session):
+            return [await self.node.dispatcher.call(session, fname, args, kwargs, environ), ""]
+        return await self._in_session(request, work)
+
+    async def print(self, request, item_id, params):
+        """``[param_values, host, extension]`` for the report ``item_id`` ->
+        ``[url, ""]``: the url downloads the report's file once, for this
+        session only."""
+        found = self.ids.report(item_id)
+        if found is None:
+            raise errors.FunctionNotFound(f"no report with id {item_id}")
+        if type(params) is not list or not 1 <= len(params) <= 3 or type(params[0]) is not list:
+            raise bad("print takes [parameter values, host, extension]")
+        owner_id, name = found
+        owner = self.node.task.item_by_id(owner_id)
+        parameters = [p["name"] for p in owner.reports[name].describe()["parameters"]]
+        values = params[0]
+        if len(values) > len(parameters):
+            raise bad(f"report {name!r} takes {len(parameters)} parameters, not {len(values)}")
+        # a parameter left empty (null) takes the report function's default
+        kwargs = {key: value for key, value in zip(parameters, values) if value is not None}
+        files = getattr(self.node, "files", None)
+        if files is None:
+            raise errors.FunctionNotFound("reports need the node's file service, which this "
+                                          "node does not have")
+        environ = request_environ(request)
+
+        async def work(session):
+            download_id = await files.print_report(session, owner, name, kwargs, environ)
+            return [f"/download/{download_id}", ""]
+        return await self._in_session(request, work)
+
+    # -- items ---------------------------------------------------------------------
+
+    def _item(self, item_id):
+        """The item ``item_id`` names (null: the task)."""
+        if item_id is None:
+            return self.node.task
+        found = self.node.task.item_by_id(item_id)
+        if found is None:
+            raise errors.FunctionNotFound(f"no item with id {item_id}")
+        return found
+
+    def _table(self, item_id):
+        if item_id is None:
+            raise bad("open and apply need the id of a table-backed item")
+        item = self._item(item_id)
+        if not item.fields:
+            raise errors.FunctionNotFound(f"item {item.path or item.name!r} has no records")
+        return item
+
+
+class OpenQuery:
+    """jam.js's ``open`` parameters, checked and turned into one record
+    operation: ``open``, or ``aggregate`` when ``__funcs`` asks for
+    functions (the paginator's count: ``__summary`` with ``{id: "count"}``)."""
+
+    def __init__(self, params, item):
+        if type(params) is not dict:
+            raise bad("open takes an object of parameters")
+        unknown = sorted(k for k in params if k.startswith("__") and k not in OPEN_PARAMS)
+        if unknown:
+            raise bad(f"open: no parameter {unknown[0][:60]!r}")
+        self.known = {"id", *item.fields}
+        for key in ("__group_by", "__master_id", "__master_rec_id"):
+            if params.get(key) not in (None, [], False):
+                raise bad(f"open: {key} is not supported by hpxd (no grouping, no "
+                          "master-detail items)")
+        self.fields = self._fields(params.get("__fields"))
+        self.filters = self._filters(params.get("__filters"))
+        self.order_by = self._order(params.get("__order"))
+        limit = self._count(params.get("__limit"), "__limit")
+        self.limit = limit or None  # Jam.py's 0: no limit (the records layer caps it)
+        self.offset = self._count(params.get("__offset"), "__offset")
+        self.empty = params.get("__open_empty") is True
+        self.funcs = self._funcs(params.get("__funcs"), params.get("__summary") is True)
+
+    def _fields(self, fields):
+        if fields is None:
+            return []
+        if type(fields) is not list or len(fields) > len(self.known) * 2 or \
+                any(type(f) is not str for f in fields):
+            raise bad("open: __fields must be a list of field names")
+        return fields
+
+    def _filters(self, filters):
+        if filters is None:
+            return []
+        if type(filters) is not list or len(filters) > MAX_FILTERS:
+            raise bad(f"open: __filters must be a list of at most {MAX_FILTERS} "
+                      "[field, filter type, value] lists")
+        out = []
+        for entry in filters:
+            if type(entry) is not list or len(entry) not in (3, 4):
+                raise bad(f"open: a filter is [field, filter type, value], not {_short(entry)}")
+            field, kind, value = entry[:3]
+            operator = FILTER_OPERATORS.get(kind) if type(kind) is int else None
+            if operator is None:
+                raise bad(f"open: no filter type {_short(kind)} (filter types are 1 to 15)")
+            if type(field) is not str or field not in self.known:
+                raise bad(f"open: no field named {_short(field)} (fields: "
+                          f"{', '.join(sorted(self.known))})")
+            if value is None:
+                continue  # Jam.py leaves a filter without a value out
+            if operator in ("in", "notin") and type(value) is list:
+                value = [v for v in value if v is not None]  # as Jam.py does
+            out.append([field, operator, value])
+        return out
+
+    @staticmethod
+    def _order(order):
+        if order is None:
+            return []
+        if type(order) is not list:
+            raise bad("open: __order must be a list of [field, descending] lists")
+        out = []
+        for entry in order:
+            if (type(entry) is not list or len(entry) != 2 or type(entry[0]) is not str
+                    or type(entry[1]) is not bool):
+                raise bad(f"open: an order is [field, descending], not {_short(entry)}")
+            out.append(("-" if entry[1] else "") + entry[0])
+        return out
+
+    @staticmethod
+    def _count(value, what):
+        if value is None:
+            return 0
+        if type(value) is not int or not 0 <= value < ID_LIMIT:
+            raise bad(f"open: {what} must be an integer from 0 to 2**63-1, not {_short(value)}")
+        return value
+
+    def _funcs(self, funcs, summary):
+        if funcs is None or funcs == {}:
+            return None
+        if type(funcs) is not dict:
+            raise bad('open: __funcs must be an object {field: "count"|"sum"|"min"|"max"|"avg"}')
+        funcs = dict(funcs)
+        if not self.fields:
+            raise bad("open: __funcs needs __fields")
+        if summary:  # Jam.py: the first field of a summary is the count of records
+            funcs[self.fields[0]] = "count"
+        missing = [f for f in self.fields if f not in funcs]
+        if missing:
+            raise bad(f"open: with __funcs every field of __fields needs a function "
+                      f"({missing[0][:60]!r} has none; hpxd does not group)")
+        return funcs
+
+    async def run(self, dispatcher, session, item_id, environ):
+        if self.empty:
+            return []
+        if self.funcs is not None:
+            values = await dispatcher.records(session, item_id, "aggregate",
+                                              {"filters": self.filters, "funcs": self.funcs},
+                                              environ)
+            return [[values[f] for f in self.fields]]
+        records = await dispatcher.records(
+            session, item_id, "open",
+            {"filters": self.filters, "order_by": self.order_by, "limit": self.limit,
+             "offset": self.offset, "fields": self.fields or None}, environ)
+        if not self.fields:
+            return [list(record.values()) for record in records]
+        return [[record[f] for f in self.fields] for record in records]
+
+
+class ChangeLog:
+    """jam.js's change log (``item.apply``): ``[{fields, expanded, data:
+    {log_id: {record, details, old_record}}}, params]``, each record its
+    values in ``fields`` order and then ``[status, {}, log_id]``."""
+
+    def __init__(self, params):
+        if type(params) is not list or len(params) not in (1, 2):
+            raise bad("apply takes [changes, params]")
+        if len(params) == 2 and params[1] is not None and type(params[1]) is not dict:
+            raise bad("apply: the params must be an object")
+        changes = params[0]
+        if type(changes) is not dict or type(changes.get("fields")) is not list \
+                or type(changes.get("data")) is not dict:
+            raise bad("apply: the changes must be {fields: [...], data: {log_id: change}}")
+        fields = changes["fields"]
+        if any(type(f) is not str for f in fields) or len(set(fields)) != len(fields) \
+                or "id" not in fields:
+            raise bad("apply: the fields of the changes must be distinct names, id among them")
+        self.inserts, self.updates, self.deletes = [], [], []
+        self.order = []  # (log_id, index of an insert, or the record's id)
+        for log_id, change in changes["data"].items():
+            self._take(log_id, change, fields)
+
+    def _take(self, log_id, change, fields):
+        if type(change) is not dict or type(change.get("record")) is not list:
+            raise bad(f"apply: change {log_id[:20]!r} must be {{record, details, old_record}}")
+        record = change["record"]
+        if len(record) != len(fields) + 1 or type(record[-1]) is not list or not record[-1]:
+            raise bad(f"apply: the record of change {log_id[:20]!r} must hold a value for "
+                      "each field, then [status, {}, log_id]")
+        if change.get("details") not in (None, {}):
+            raise bad("apply: details (master-detail changes) are not supported by hpxd")
+        values = dict(zip(fields, record[:-1]))
+        record_id = values.pop("id")
+        status = record[-1][0]
+        if type(status) is not int:
+            raise bad(f"apply: change {log_id[:20]!r}: the record status must be 1, 2, 3 or 4")
+        if status == INSERTED:
+            if record_id is not None:
+                raise bad(f"apply: an inserted record's id must be null, not {_short(record_id)}")
+            self.order.append((log_id, len(self.inserts), True))
+            self.inserts.append(values)
+            return
+        if type(record_id) is not int:
+            raise bad(f"apply: change {log_id[:20]!r}: a record id must be an integer, not "
+                      f"{_short(record_id)}")
+        if status == MODIFIED_RECORD:
+            self.updates.append({"id": record_id, **values})
+        elif status == DELETED:
+            self.deletes.append(record_id)
+        elif status != DETAILS_MODIFIED:  # 4: only its details changed, and there are none
+            raise bad(f"apply: change {log_id[:20]!r}: no record status {_short(status)} "
+                      "(1 inserted, 2 modified, 3 deleted, 4 details modified)")
+        self.order.append((log_id, record_id, False))
+
+    def kwargs(self):
+        return {"insert": self.inserts, "update": self.updates, "delete": self.deletes}
+
+    def answer(self, new_ids):
+        """jam.js's ``changes``: each log id with its record's id."""
+        return [{"log_id": log_id, "rec_id": new_ids[at] if inserted else at, "details": []}
+                for log_id, at, inserted in self.order]
+
+
+class ClientModules(resource.Resource):
+    """``GET /js/<item id>.js``: the browser module an app attached to an
+    item (``item.client_module(path)``), the one jam.js names by the
+    item's ``js_filename``; for the task, an empty one when it has none."""
+
+    isLeaf = True
+
+    def __init__(self, node, config, reactor):
+        super().__init__()
+        self.node = node
+
+    def render(self, request):
+        refused = wrong_method(request)
+        if refused is not None:
+            return refused
+        match = JS_NAME.fullmatch(request.postpath[0]) if len(request.postpath) == 1 else None
+        item = self.node.task.item_by_id(int(match.group(1))) if match else None
+        if item is None:
+            return NoSuchPath().render(request)
+        if item.client_module_path is not None:
+            return checked_file(item.client_module_path).render(request)
+        if not item.is_task:
+            return NoSuchPath().render(request)
+        request.setHeader(b"content-type", b"text/javascript; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-cache")
+        return EMPTY_MODULE
