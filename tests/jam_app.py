@@ -22,6 +22,11 @@ def add(item, a, b):
     return a + b
 
 
+@task.function
+def whoami(item):
+    return dict(item.session.user_info)
+
+
 @catalog.function
 def test(item, a, b):
     """The seed's example: task.catalog.server('test', [1, 2])."""

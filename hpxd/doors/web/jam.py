@@ -28,6 +28,7 @@ allowed_origins`` is refused with 403.
 """
 
 import json
+import math
 import re
 from types import MappingProxyType
 
@@ -37,8 +38,8 @@ from twisted.web import resource, server
 
 from hpxd.core import errors, tree
 from hpxd.core.app import NAME_RE, arguments
-from hpxd.core.doorkit import peer_text, repaired
-from hpxd.doors.web import NoSuchPath, json_body, json_error, wrong_method
+from hpxd.core.doorkit import NOT_JSON, peer_text
+from hpxd.doors.web import JSON_TYPE, NoSuchPath, json_error, wrong_method
 from hpxd.doors.web.console import checked_file
 from hpxd.doors.web.cookies import end_session, keep_session, request_session_id, session_of
 from hpxd.doors.web.jam_tree import JamIds, render
@@ -88,7 +89,15 @@ def _no_constant(name):
     raise ValueError(f"{name} is not JSON")
 
 
-_decoder = json.JSONDecoder(parse_constant=_no_constant)  # no NaN, no Infinity
+def _finite(text):
+    value = float(text)
+    if not math.isfinite(value):  # 1e400
+        raise ValueError(f"the number {text[:40]} is too large")
+    return value
+
+
+# No NaN, no Infinity, no number that becomes one: a reply holding one is no JSON.
+_decoder = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
 
 
 def envelope(status, data, modification, error=None):
@@ -159,12 +168,16 @@ class Api(resource.Resource):
 
     def _write(self, reply, request, gone):
         try:
-            body = json_body(request, 200, reply)
+            text = json.dumps(reply, allow_nan=False)
         except (TypeError, ValueError, RecursionError):  # a function's value that is no JSON
-            _, error = repaired(reply["result"]["data"], "an /api request")
-            body = json_body(request, 200, self._failed("server", error))
+            log.error("an /api request's answer is not JSON: {data!r}",
+                      data=reply["result"]["data"])
+            text = json.dumps(self._failed("server", errors.UnhandledError(NOT_JSON)))
         if not gone:
-            request.write(body)
+            request.setResponseCode(200)  # always, for a Jam.py request: see the module's text
+            request.setHeader(b"content-type", JSON_TYPE)
+            request.setHeader(b"cache-control", b"no-store")
+            request.write(text.encode("utf-8"))
             request.finish()
 
     def _refused(self, request, error):
