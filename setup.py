@@ -36,6 +36,9 @@ setup(
                  # the client library of Igor's own integration tests (tests/test_igor_clients.py)
                  "websocket-client>=1.6",
                  # drives Debian's chromium (apt) in the console's browser test
-                 "playwright>=1.40"],
+                 "playwright>=1.40",
+                 # Jam.py's own browser client, jam/js/jam.js (and its jquery.js), is
+                 # the judge of /api: tests/test_jam_browser.py runs it unchanged
+                 "jam.py==5.4.136"],
     },
 )

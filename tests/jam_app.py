@@ -79,7 +79,7 @@ def password(user):
     return f"{user}-pw"
 
 
-def config(web_port, backend=None, guests=True):
+def config(web_port, backend=None, guests=True, static_dir=""):
     """A config running this app with the web door on ``web_port`` (its own
     origin allowed), the TCP door on a free port, and ``backend`` (a
     ``[backend]`` dict; None: memory)."""
@@ -87,7 +87,7 @@ def config(web_port, backend=None, guests=True):
     text = ('[server]\nname = "jam-test"\n[app]\nmodule = "tests.jam_app"\n'
             '[tcp]\nlisten = ["tcp:0:interface=127.0.0.1"]\n'
             f'[web]\nlisten = ["tcp:{web_port}:interface=127.0.0.1"]\n'
-            f'allowed_origins = ["http://127.0.0.1:{web_port}"]\n'
+            f'allowed_origins = ["http://127.0.0.1:{web_port}"]\nstatic_dir = "{static_dir}"\n'
             f'[auth]\nfailed_login_delay = 0.05\nguest_allowed = {str(guests).lower()}\n')
     for key, value in (backend or {}).items():
         text += ("[backend]\n" if key == "kind" else "") + f'{key} = "{value}"\n'

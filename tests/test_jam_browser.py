@@ -18,7 +18,7 @@ import urllib.request
 import pytest
 
 from tests import jam_app
-from tests.support import REQUIRE_SERVICES, Daemon, free_port, need
+from tests.support import REPO, REQUIRE_SERVICES, Daemon, free_port, need
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -67,9 +67,15 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
+def daemon(tmp_path_factory, jam_js):
+    # [web] static_dir holds docs/jam-example.html with the jam package's scripts
+    static = tmp_path_factory.mktemp("static")
+    (static / "jam-example.html").write_bytes((REPO / "docs" / "jam-example.html").read_bytes())
+    for name, script in jam_js.items():
+        (static / name[1:]).write_bytes(script)
     port = free_port()
-    d = Daemon(tmp_path_factory.mktemp("jam"), jam_app.config(port), name="jam")
+    d = Daemon(tmp_path_factory.mktemp("jam"), jam_app.config(port, static_dir=static),
+               name="jam")
     try:
         yield d.start()
     finally:
@@ -317,3 +323,33 @@ def test_the_paginator_s_count(open_page):
             {fields: ['id'], funcs: {id: 'count'}, params: {__summary: true}},
             () => done(copy.field_by_name('id').value)));""")
     assert count == 7
+
+
+# -- the example page of docs/http.md ----------------------------------------------------
+
+def test_the_docs_example_page_is_a_jam_front_end_on_hpxd(browser, daemon):
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(origin(daemon) + "/static/jam-example.html")
+        page.get_by_label("User").fill("editor")
+        page.get_by_label("Password").fill(jam_app.password("editor"))
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_selector("text=Logged in as editor")
+        page.get_by_label("Name").fill("example-page-record")
+        page.get_by_label("Price").fill("12.5")
+        page.get_by_role("button", name="Add").click()
+        page.wait_for_selector("text=Added record")
+        page.wait_for_selector("#rows td:text-is('example-page-record')")
+        page.get_by_role("button", name="catalog.test(1, 2)").click()
+        page.wait_for_selector("text=1 + 2 = 3")
+        row = page.locator("#rows tr", has_text="example-page-record")
+        row.get_by_role("button", name="Delete").click()
+        page.wait_for_selector("text=Deleted")
+        page.wait_for_selector("#rows td:text-is('example-page-record')", state="detached")
+        assert errors == []
+    finally:
+        context.close()
