@@ -187,14 +187,3 @@ async def save(item, id, values, expect_hash=None):
 async def remove(item, id):
     """Delete the catalog record with this id."""
     return await item.records.delete(id)
-
-
-# -- Jam.py's jam.js on /api (docs/http.md): a report for its "print" ---------------
-
-@catalog.report
-async def price_list(item, title="Price list"):
-    """The catalog's names and prices as a text file (jam.js: report.print())."""
-    from hpxd.app import File
-    records = await item.records.open(order_by=["name"])
-    lines = [title, ""] + [f"{r['name']}\t{r['price']}" for r in records]
-    return File("price-list.txt", "text/plain; charset=utf-8", "\n".join(lines).encode())
