@@ -159,6 +159,13 @@ def test_a_body_that_is_no_jam_request_gets_400(api, daemon, body, code):
     alive(daemon)
 
 
+def test_a_body_over_max_body_bytes_is_refused(api, daemon):
+    body = b'["server", 1, 1, ["add", ["' + b"x" * (2 << 20) + b'", ""]], null]'
+    status, answer = api.post(body)
+    assert status == 400 and answer["code"] == 410
+    alive(daemon)
+
+
 def test_api_takes_post_only_and_no_path_below_it(api):
     status, headers, data = api.raw(None, method="GET")
     assert status == 405 and json.loads(data)["code"] == 418 and headers["allow"] == "POST"
@@ -533,3 +540,4 @@ def test_js_serves_the_client_modules_jam_js_asks_for(api):
         assert status == 404 and json.loads(data)["code"] == 404, path
     status, _, _ = api.raw(b"", method="POST", path="/js/1.js")
     assert status == 405
+

@@ -353,3 +353,4 @@ def test_the_docs_example_page_is_a_jam_front_end_on_hpxd(browser, daemon):
         assert errors == []
     finally:
         context.close()
+
