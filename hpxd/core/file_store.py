@@ -155,7 +155,10 @@ class DatabaseFileStore:
                 await self._forget(row["id"])
             raise
         finally:
-            pieces.close()
+            try:
+                pieces.close()
+            except ValueError:  # still running in a thread the caller gave up on (timeout)
+                pass
         return StoredFile(row["id"], name, content_type, progress.size, progress.chunks, item,
                           owner, now, expires)
 

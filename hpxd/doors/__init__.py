@@ -34,6 +34,8 @@ WEB_RESOURCES = {
     "metrics": "hpxd.doors.web.metrics.metrics_resource",  # [web] metrics
     "static": "hpxd.doors.web.console.StaticFiles",    # [web] static_dir
     "console": "hpxd.doors.web.console.ConsoleFiles",  # the console page's own files
+    "upload": "hpxd.doors.web.files.Upload",      # POST a file (multipart) to an item
+    "download": "hpxd.doors.web.files.Download",  # GET /download/<id>: a stored file
 }
 
 
