@@ -282,7 +282,6 @@ def test_too_big_is_refused_while_sending_100_mib_with_the_nodes_memory_bounded(
     assert answer.startswith(b"HTTP/1.1 400 ") and b"max_upload_bytes" in answer
     assert b'"code": 410' in answer
     peak = status_kib(pid, "VmHWM")  # the most the node ever held
-    print("RSS100", rss_before, peak)
     assert peak - rss_before < 24 * 1024, (rss_before, peak)
     assert stored_files(node) == (0, 0)
     assert node.proc.poll() is None
@@ -299,7 +298,6 @@ def test_a_48_mib_upload_streams_through_with_the_nodes_memory_bounded(node):
     status, _, body = download(node.web_port, cookie, answer["id"])
     assert status == 200 and body == data
     peak = status_kib(pid, "VmHWM")
-    print("RSS48", rss_before, peak)
     assert peak - rss_before < 24 * 1024, (rss_before, peak)  # never the file whole
 
 
