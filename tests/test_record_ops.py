@@ -27,6 +27,10 @@ def make_app():
         from hpxd.app import File
         return File("prices.txt", "text/plain", title.encode())
 
+    @app.item_by_name("catalog").report
+    def not_a_file(item):
+        return "text"
+
     return app
 
 
@@ -158,8 +162,14 @@ async def test_a_report_returns_its_file_under_its_privilege(service):
     file = await dispatcher.report(as_role("viewer"), "catalog", "price_list",
                                    {"title": "Hi"}, ENV)
     assert (file.name, file.content_type, file.data) == ("prices.txt", "text/plain", b"Hi")
+    file = await dispatcher.report(as_role("viewer"), "catalog", "price_list", ["Yo"], ENV)
+    assert file.data == b"Yo"  # a list: positional, as Jam.py's print sends them
+    with pytest.raises(errors.BadArguments):
+        await dispatcher.report(as_role("viewer"), "catalog", "price_list", [1, 2], ENV)
     with pytest.raises(errors.FunctionNotFound):
         await dispatcher.report(as_role("viewer"), "catalog", "nope", {}, ENV)
+    with pytest.raises(errors.UnhandledError):  # the app's bug, logged; the client sees 100
+        await dispatcher.report(as_role("viewer"), "catalog", "not_a_file", {}, ENV)
     with pytest.raises(errors.PermissionDenied):
         await dispatcher.report(as_role("nobody"), "catalog", "price_list", {}, ENV)
 
@@ -174,6 +184,6 @@ def test_the_tree_shows_items_fields_and_this_sessions_privileges(service):
     assert [f["name"] for f in catalog["fields"]] == ["name", "price", "stock"]
     assert catalog["privileges"] == {"view": True, "create": True, "edit": False,
                                      "delete": False}
-    assert catalog["reports"][0]["name"] == "price_list"
+    assert [r["name"] for r in catalog["reports"]] == ["price_list", "not_a_file"]
     assert plain["fields"] == [] and plain["caption"] == "Plain"
     assert describe(node, as_role("nobody"))["items"][0]["reports"] == []

@@ -139,6 +139,14 @@ OPERATOR_CASES = {
     "startswith": [(["name", "startswith", "IN"], ["Ink"]),
                    (["name", "startswith", "5"], ["50% off_sale"]),
                    (["name", "startswith", "%"], [])],
+    "notin": [(["name", "notin", ["pen", "paper"]], ["Ink", "50% off_sale", "Ärger"]),
+              (["stock", "notin", [10, 0]], ["50% off_sale", "Ärger"])],  # NULL never matches
+    "range": [(["price", "range", [1, 3]], ["pen", "Ink", "paper"]),  # both ends included
+              (["added", "range", ["2024-01-01", "2024-01-31"]], ["pen", "Ärger"])],
+    "endswith": [(["name", "endswith", "ER"], ["paper", "Ärger"]),
+                 (["name", "endswith", "%"], [])],
+    "contains_all": [(["name", "contains_all", "a P"], ["paper"]),
+                     (["name", "contains_all", "off 50%"], ["50% off_sale"])],
     "isnull": [(["price", "isnull", True], ["Ärger"]),
                (["added", "isnull", False], ["pen", "Ink", "50% off_sale", "Ärger"])],
 }
@@ -167,6 +175,9 @@ BAD_FILTERS = [
     [["stock", "in", [1, "2"]]], [["stock", "in", list(range(1001))]],
     [["price", "isnull", "yes"]], [["name", "like", "p%"]], [[5, "eq", 1]],
     [["name", "eq", "pen"]] * 51,
+    [["price", "range", [1]]], [["price", "range", 1]], [["price", "range", [1, None]]],
+    [["price", "endswith", "1"]], [["name", "contains_all", ""]],
+    [["name", "contains_all", 5]], [["stock", "notin", "1"]],
 ]
 
 
@@ -245,6 +256,29 @@ async def test_count_with_and_without_filters(table):
     assert await table.count() == 5  # not capped by max_rows
     assert await table.count(filters=[["price", "eq", 3.0]]) == 2
     assert await table.count(filters=[["name", "startswith", "zz"]]) == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_aggregates_over_the_matching_records(table):
+    await fill(table)
+    assert await table.aggregate(funcs={"id": "count", "price": "sum", "stock": "max",
+                                        "added": "min", "name": "min"}) == {
+        "id": 5, "price": 7.75, "stock": 10, "added": "2023-12-31", "name": "50% off_sale"}
+    assert await table.aggregate(filters=[["price", "eq", 3.0]],
+                                 funcs={"stock": "avg", "price": "count"}) == {
+        "stock": 0, "price": 2}  # avg over the one non-NULL stock
+    assert await table.aggregate(filters=[["name", "eq", "none"]],
+                                 funcs={"price": "sum", "id": "count"}) == {
+        "price": None, "id": 0}
+
+
+@pytest.mark.parametrize("funcs", [None, {}, {"name": "sum"}, {"added": "avg"},
+                                   {"price": "median"}, {"nope": "count"}, ["id"],
+                                   {"price": 1}])
+@pytest_twisted.ensureDeferred
+async def test_bad_aggregates_are_refused(table, funcs):
+    with pytest.raises(errors.BadArguments):
+        await table.aggregate(funcs=funcs)
 
 
 # -- changes -------------------------------------------------------------------------
@@ -333,6 +367,17 @@ async def test_apply_inserts_updates_and_deletes_together(table):
     assert await table.apply() == []
 
 
+@pytest_twisted.ensureDeferred
+async def test_apply_checks_each_expected_hash_it_is_given(table):
+    await fill(table)
+    first = await table.get(1)
+    await table.apply(update=[{"id": 1, "stock": 11}, {"id": 2, "stock": 1}],
+                      expect_hash={"1": record_hash(first)})  # an id as JSON keys have it
+    assert (await table.get(1))["stock"] == 11
+    with pytest.raises(errors.StaleRecord):  # the hash of the record before that update
+        await table.apply(update=[{"id": 1, "stock": 12}], expect_hash={1: record_hash(first)})
+
+
 BAD_CHANGES = {
     # found by the database, after the inserts and the first update ran
     "update of a missing id": {"update": [{"id": 1, "price": 9.5}, {"id": 99, "price": 1.0}]},
@@ -341,6 +386,11 @@ BAD_CHANGES = {
     "bad value": {"update": [{"id": 1, "price": "dear"}]},
     "unknown field": {"insert": [{"name": "x"}, {"colour": "red"}]},
     "update without id": {"update": [{"price": 1.0}]},
+    # the record changed since its hash was taken: found inside the transaction
+    "stale expected hash": {"expect_hash": {1: "0" * 32}},
+    "expected hash of no update": {"expect_hash": {"3": "0" * 32}},
+    "expected hash not text": {"expect_hash": {1: 5}},
+    "expected hashes not an object": {"expect_hash": [1]},
 }
 
 
@@ -352,7 +402,7 @@ async def test_apply_is_all_or_nothing(table, bad):
     changes = {"insert": [{"name": "clip"}], "update": [{"id": 1, "stock": 99}],
                "delete": [5]}
     for key, value in BAD_CHANGES[bad].items():
-        changes[key] = changes[key] + value
+        changes[key] = changes[key] + value if key in changes else value
     with pytest.raises((errors.BadArguments, errors.StaleRecord)):
         await table.apply(**changes)
     assert await all_rows(table) == before

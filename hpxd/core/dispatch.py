@@ -18,6 +18,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from hpxd.core import errors
+from hpxd.core.app import arguments
 from hpxd.core.context import ItemContext
 from hpxd.core.files import File
 from hpxd.core.metrics import NO_DOOR, OK, Metrics, clock
@@ -149,11 +150,13 @@ class Dispatcher:
             if operation is not None:
                 self.metrics.count_failed(door, operation, e.code)
             return defer.fail(e)
-        return self._started(operation, session, kwargs, environ, door)
+        return self._started(operation, session, (), kwargs, environ, door)
 
     def report(self, session, item, name, kwargs=None, environ=None):
         """Run the report ``name`` of ``item`` (``@item.report``) for
-        ``session`` under the report's privilege: a Deferred of its ``File``."""
+        ``session`` under the report's privilege: a Deferred of its ``File``.
+        ``kwargs``: its arguments as a door has them (``arguments``: an
+        object is keyword, a list positional)."""
         door = (environ or {}).get("door", NO_DOOR)
         function = None
         try:
@@ -165,13 +168,13 @@ class Dispatcher:
                 raise errors.FunctionNotFound(f"{found.path or found.name!r} has no report "
                                               f"named {name!r}")
             self._authorise(session, function, function.requires)
-            kwargs = {} if kwargs is None else kwargs
-            function.check((), kwargs)
+            args, kwargs = arguments(kwargs)
+            function.check(args, kwargs)
         except errors.HpxdError as e:
             if function is not None:
                 self.metrics.count_failed(door, function, e.code)
             return defer.fail(e)
-        d = self._started(function, session, kwargs, environ, door)
+        d = self._started(function, session, args, kwargs, environ, door)
         return d.addCallback(_report_file, function)
 
     def _authorise(self, session, function, privilege):
@@ -180,10 +183,10 @@ class Dispatcher:
             raise errors.PermissionDenied(f"{function.full_name}: your role {session.role!r} "
                                           f"lacks {privilege!r} on {key!r}")
 
-    def _started(self, function, session, kwargs, environ, door):
+    def _started(self, function, session, args, kwargs, environ, door):
         """``_run`` (counted there) as a Deferred."""
         try:
-            result = self._run(function, session, (), kwargs, environ, None, door)
+            result = self._run(function, session, args, kwargs, environ, None, door)
         except errors.HpxdError as e:
             return defer.fail(e)
         return result if isinstance(result, defer.Deferred) else defer.succeed(result)
