@@ -10,8 +10,6 @@ import json
 import os
 import socket
 import sqlite3
-import threading
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -359,7 +357,7 @@ async def test_a_report_downloads_once_for_its_session_only(service):
     await node.dispatcher.call(session, "catalog.add", kwargs={"name": "pen", "price": 1.5})
     file_id = await node.files.print_report(session, "catalog", "price_list", {"limit": 10},
                                             {"door": "test"})
-    status, _, body = await in_thread(download, port, second, file_id)  # the same user, another session
+    status, _, body = await in_thread(download, port, second, file_id)  # ed, another session
     assert status == 403 and "another session" in json.loads(body)["error"]
     status, headers, body = await in_thread(download, port, None, file_id)
     assert status == 403

@@ -21,7 +21,6 @@ shared by every node):
 docs/files.md is the guide.
 """
 
-import inspect
 import os
 import time
 from dataclasses import dataclass
@@ -29,7 +28,6 @@ from dataclasses import dataclass
 from twisted.logger import Logger
 
 from hpxd.core import errors
-from hpxd.core.app import arguments
 from hpxd.core.deferreds import deferred
 from hpxd.core.file_store import owner_of
 from hpxd.core.record_ops import item_of
@@ -206,7 +204,6 @@ class Files:
         (a door answers ``download/<id>``). A transient guest session is
         stored first, so the door's ``keep_session`` gives it its cookie."""
         found = item_of(self.node, item)
-        kwargs = _keywords(found, name, kwargs)
         made = await self.node.dispatcher.report(session, found, name, kwargs, environ)
         if session.transient:
             await self.node.sessions.add(session)
@@ -253,27 +250,3 @@ class Files:
         if dropped:
             log.info("dropped {n} expired file(s)", n=dropped)
 
-
-def _keywords(item, name, data):
-    """A report's arguments as keywords: an object as it is, a list bound
-    to the report's parameters in order (``hpxd.core.app.arguments``)."""
-    args, kwargs = arguments(data)
-    function = item.reports.get(name) if type(name) is str else None
-    if not args or function is None:  # an unknown report: the dispatcher says so
-        return kwargs
-    try:
-        bound = function.signature.bind_partial(None, *args, **kwargs)
-    except TypeError as e:
-        raise errors.BadArguments(f"{function.full_name}: {e}") from None
-    keywords = {}
-    for index, (key, value) in enumerate(bound.arguments.items()):
-        kind = function.signature.parameters[key].kind
-        if index == 0:  # the item
-            continue
-        if kind == inspect.Parameter.VAR_POSITIONAL:
-            raise errors.BadArguments(f"{function.full_name} takes its *{key} by keyword only")
-        if kind == inspect.Parameter.VAR_KEYWORD:
-            keywords.update(value)
-        else:
-            keywords[key] = value
-    return keywords
