@@ -36,6 +36,8 @@ WEB_RESOURCES = {
     "console": "hpxd.doors.web.console.ConsoleFiles",  # the console page's own files
     "api": "hpxd.doors.web.jam.Api",  # Jam.py's jam.js (docs/http.md)
     "js": "hpxd.doors.web.jam.ClientModules",  # the client modules jam.js loads
+    "upload": "hpxd.doors.web.files.Upload",      # POST a file (multipart) to an item
+    "download": "hpxd.doors.web.files.Download",  # GET /download/<id>: a stored file
 }
 
 
