@@ -541,3 +541,38 @@ def test_js_serves_the_client_modules_jam_js_asks_for(api):
     status, _, _ = api.raw(b"", method="POST", path="/js/1.js")
     assert status == 405
 
+
+# -- print: reports --------------------------------------------------------------------------
+
+def report_id(api):
+    """The id jam.js knows the catalog's price_list report by, from ``load``."""
+    info, _ = api.data("load")
+    [reports] = [group for kind, group in info["task"]["items"] if kind == 9]
+    [report] = [r for kind, r in reports["items"] if r["name"] == "price_list"]
+    return report["id"]
+
+
+def test_print_answers_a_url_that_downloads_once_for_this_session_only(editor, daemon):
+    editor.insert(("print-a", 1.0))
+    url, error = editor.data("print", report_id(editor), [["Cheap things"], "", "txt"])
+    assert error == "" and url.startswith("/download/")
+    stranger = Api(daemon).login("editor")  # the same user, another session
+    status, _, _ = stranger.raw(None, method="GET", path=url)
+    assert status in (403, 404)
+    status, headers, data = editor.raw(None, method="GET", path=url)
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    assert data.decode().startswith("Cheap things\n") and "print-a: 1.0" in data.decode()
+    status, _, _ = editor.raw(None, method="GET", path=url)
+    assert status == 404  # once
+
+
+def test_print_with_a_parameter_left_empty_takes_the_default(editor):
+    url, _ = editor.data("print", report_id(editor), [[None], "", "txt"])
+    _, _, data = editor.raw(None, method="GET", path=url)
+    assert data.decode().startswith("Prices\n")
+
+
+@pytest.mark.parametrize("params", [[["a", "b"]], ["title"], [], [[{"x": 1}]]])
+def test_a_bad_print_is_an_error(editor, params):
+    code, _ = editor.error("print", report_id(editor), params)
+    assert code in (100, 413)

@@ -354,3 +354,20 @@ def test_the_docs_example_page_is_a_jam_front_end_on_hpxd(browser, daemon):
     finally:
         context.close()
 
+
+# -- reports -----------------------------------------------------------------------------
+
+def test_a_report_prints_and_downloads(open_page):
+    page = logged_in_page(open_page)
+    assert run(page, APPEND, [["jam-print-a", 5.0, 1]])[0] == "ok"
+    text = run(page, """const report = task.price_list;
+        report.param_by_name('title').value = 'Cheap things';
+        const url = await new Promise(done => {
+            report.on_open_report = (r, url) => done(url);   // instead of a new window
+            report.process_report();
+        });
+        const first = await fetch(url), again = await fetch(url);
+        return [first.status, await first.text(), again.status];""")
+    status, body, again = text
+    assert status == 200 and body.startswith("Cheap things\n") and "jam-print-a: 5.0" in body
+    assert again == 404
