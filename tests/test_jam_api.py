@@ -576,3 +576,23 @@ def test_print_with_a_parameter_left_empty_takes_the_default(editor):
 def test_a_bad_print_is_an_error(editor, params):
     code, _ = editor.error("print", report_id(editor), params)
     assert code in (100, 413)
+
+
+# -- two nodes, one Redis, one PostgreSQL -----------------------------------------------
+
+def test_a_login_and_records_made_through_node_a_hold_on_node_b(
+        postgres_url, redis_server, daemons):
+    backend = {"kind": "redis", "redis_url": redis_server.url}
+    shared_db = f'[database]\nurl = "{postgres_url}"\n'
+    a = daemons(jam_app.config(free_port(), backend) + shared_db, name="a")
+    b = daemons(jam_app.config(free_port(), backend) + shared_db, name="b")
+    on_a = Api(a).login("editor")
+    on_b = Api(b)
+    on_b.cookie = on_a.cookie  # the browser's cookie, sent to the other node
+    assert on_b.data("connect") == 6  # logged in there too
+    [new_id] = on_a.insert(("made-on-a", 2.5))
+    rows = on_b.rows({"__fields": ["id", "name", "price"],
+                      "__filters": [["name", 1, "made-on-a", None]]})
+    assert rows == [[new_id, "made-on-a", 2.5]]
+    assert on_b.ask("logout")["result"]["status"] == 5  # Jam.py answers a logout so
+    assert on_a.ask("connect")["result"]["data"] == 5  # logged out everywhere
