@@ -29,6 +29,11 @@ setup(
         # GET /metrics (hpxd/doors/web/metrics.py): the Prometheus text format
         # and its metric families come from the reference library, not by hand.
         "prometheus_client>=0.17",
+        # POST /upload (hpxd/doors/web/files.py): a streaming (push, sans-I/O)
+        # multipart/form-data parser, so a 64 MiB body is parsed a piece at a
+        # time from its temporary file, never whole in memory as twisted.web's
+        # own form parsing would. Pure Python, no dependencies of its own.
+        "multipart>=1.2,<3",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-twisted>=1.14", "happypandax-client==1.0.0",

@@ -189,6 +189,32 @@ async def remove(item, id):
     return await item.records.delete(id)
 
 
+# -- files (docs/files.md) ----------------------------------------------------------
+# "documents" takes uploads (POST /upload, edit privilege) of these types;
+# GET /download/<id> needs view on it. The catalog's report "price_list"
+# makes a CSV file that downloads once, by the session that asked for it
+# (Jam.py's print, /api).
+
+documents = task.item("documents")
+documents.uploads(["pdf", "txt", "csv", "png", "jpg"])
+
+
+@catalog.report
+async def price_list(item, limit=100):
+    """The catalog as CSV (name, price), by name, at most limit records."""
+    import csv
+    import io
+
+    from hpxd.app import File
+    records = await item.records.open(order_by=["name"], limit=limit)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["name", "price"])
+    for record in records:
+        writer.writerow([record["name"], record["price"]])
+    return File("price-list.csv", "text/csv", out.getvalue().encode("utf-8"))
+
+
 # -- /ext: requests from other services (docs/http.md) ----------------------------
 #   POST /ext/ping     public: {"pong": true, "params": <the body>}
 #   POST /ext/echo     needs a token of [web] ext_tokens:

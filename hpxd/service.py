@@ -27,6 +27,8 @@ from hpxd.core import control
 from hpxd.core.auth import Authenticator
 from hpxd.core.clients import ClientNames
 from hpxd.core.deferreds import when_done
+from hpxd.core.file_store import DatabaseFileStore
+from hpxd.core.files import Files
 from hpxd.core.node import Node
 from hpxd.core.passwords import HashPool
 from hpxd.core.processes import ProcessRunner
@@ -76,6 +78,8 @@ def build_node(config, task, reactor, hash_pool=None):
     node = Node(config.server.name, task, auth, backend.sessions, backend.scope, backend.hub,
                 records, backend.is_ready, names, config.sessions.connection_grace_seconds,
                 hash_pool)
+    # Files live in the records' database, which every node shares.
+    node.files = Files(node, DatabaseFileStore(records.database), config.web.max_upload_bytes)
     return node, backend
 
 
@@ -160,6 +164,7 @@ class HpxdService(service.MultiService):
         records.start()  # its thread pool; stopped by records.close() in _stop
         try:
             await records.prepare(self.node.task.items())
+            await self.node.files.prepare()
         except Exception as e:
             hint = ("its directory and file must be writable by the user hpxd runs as"
                     if records.where.startswith("sqlite") else

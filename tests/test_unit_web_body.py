@@ -13,9 +13,11 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.web import resource
 
-from hpxd.doors.web import BODY_TIMEOUT, PathTree, WebSite, close_after_answer, end_body_now
+from hpxd.doors.web import (BODY_TIMEOUT, UPLOAD_MIN_RATE, PathTree, WebSite,
+                            close_after_answer, end_body_now, request_line, take_body)
 
 LIMIT = 1000
+UPLOAD_LIMIT = 50 * LIMIT  # [web] max_upload_bytes of these tests: /upload's cap
 PEER = IPv4Address("TCP", "10.0.0.1", 5555)
 
 
@@ -28,6 +30,17 @@ class Echo(resource.Resource):
         return request.content.read()
 
 
+class UploadEcho(resource.Resource):
+    """POST /upload answers with the upload body it was handed."""
+
+    isLeaf = True
+    takes_uploads = True
+
+    def render_POST(self, request):
+        request.upload_body.seek(0)
+        return request.upload_body.read()
+
+
 class Site(WebSite):
     """The web door's site, noting each request it handles and how many
     bytes of its body it held then (twisted.web lets go of it later)."""
@@ -35,7 +48,9 @@ class Site(WebSite):
     def __init__(self):
         root = PathTree()
         root.putChild(b"echo", Echo())
-        super().__init__(root, Clock(), max_body_bytes=LIMIT)
+        root.putChild(b"upload", UploadEcho())
+        super().__init__(root, Clock(), max_body_bytes=LIMIT, max_upload_bytes=UPLOAD_LIMIT,
+                         upload_segments={b"upload"})
         self.handled = []
 
     def getResourceFor(self, request):
@@ -112,8 +127,8 @@ def test_any_path_refuses_a_body_past_the_cap():
     assert json.loads(body)["code"] == 410
 
 
-def headers(length=None, *extra):
-    lines = [b"POST /echo HTTP/1.1", b"Host: hpxd", *extra]
+def headers(length=None, *extra, path=b"/echo"):
+    lines = [b"POST " + path + b" HTTP/1.1", b"Host: hpxd", *extra]
     if length is not None:
         lines.append(b"Content-Length: %d" % length)
     return b"\r\n".join(lines) + b"\r\n\r\n"
@@ -246,3 +261,87 @@ def test_the_http_channel_adapter_answers_with_what_arrived_and_reads_no_other_r
     assert transport.disconnecting
     channel.dataReceived(b"x" * 400 + b"GET /echo HTTP/1.1\r\nHost: hpxd\r\n\r\n")
     assert len(site.handled) == 1
+
+
+# -- /upload: a bigger cap for one path ----------------------------------------------
+
+@pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.parametrize("path", [b"/upload", b"/upload/", b"/%75pload?item=3"])
+def test_an_upload_path_takes_a_body_up_to_max_upload_bytes(chunked, path):
+    body = b"x" * UPLOAD_LIMIT
+    (request, kept), transport = post(body, chunked, path=path)
+    assert request.refusal is None and request.body_cap == UPLOAD_LIMIT
+    head, answered = answer(transport)
+    assert head[0] == b"HTTP/1.1 200 OK" and answered.endswith(body)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_an_upload_past_max_upload_bytes_is_refused_naming_that_cap(chunked):
+    (request, kept), transport = post(b"x" * (UPLOAD_LIMIT + 1), chunked, path=b"/upload")
+    assert kept == 0
+    assert refusal(transport) == {"code": 410, "error": f"request body larger than "
+                                  f"{UPLOAD_LIMIT} bytes ([web] max_upload_bytes)"}
+
+
+def test_other_paths_keep_the_sites_cap_and_an_upload_has_longer_to_arrive():
+    for path in [b"/echo", b"/uploads", b"/x/upload"]:
+        _, transport = post(b"x" * (LIMIT + 1), path=path)
+        assert json.loads(answer(transport)[1])["code"] == 410, path
+    site, channel, transport = connect()
+    declared = UPLOAD_MIN_RATE * (BODY_TIMEOUT + 10)  # more than BODY_TIMEOUT at that rate
+    site.max_upload_bytes = declared
+    channel.dataReceived(headers(declared, path=b"/upload") + b"x" * 100)
+    site.reactor.advance(BODY_TIMEOUT + 9)
+    assert transport.value() == b""
+    site.reactor.advance(1)
+    assert refusal(transport)["error"] == (f"request body not received within "
+                                           f"{BODY_TIMEOUT + 10} s (100 of {declared} bytes)")
+
+
+def test_the_http_channel_adapter_knows_the_path_while_the_request_is_built():
+    """request_line relies on HTTPChannel building each request while it
+    handles that request's line: this fails when a Twisted release
+    changes that."""
+    site, channel, transport = connect()
+    seen = []
+    original = channel.requestFactory
+
+    def built(*args, **kwargs):
+        seen.append(request_line(channel))
+        return original(*args, **kwargs)
+
+    channel.requestFactory = built
+    channel.dataReceived(b"POST /upload?item=3 HTTP/1.1\r\nHost: hpxd\r\nContent-Length: 0\r\n\r\n")
+    assert seen == [b"/upload?item=3"]
+    assert request_line(channel) is None  # only while a line is in hand
+
+
+def test_the_http_channel_adapter_keeps_twisted_from_parsing_an_upload_form():
+    """take_body relies on Request.requestReceived parsing a form body out
+    of ``content`` only: this fails when a Twisted release changes that
+    (a 64 MiB upload would be parsed whole, in memory, into request.args)."""
+    boundary = b"b0undary"
+    form = (b"--" + boundary + b"\r\nContent-Disposition: form-data; name=\"file\"; "
+            b"filename=\"a.txt\"\r\n\r\nhello\r\n--" + boundary + b"--\r\n")
+    site, channel, transport = connect()
+    channel.dataReceived(b"POST /upload?item=3 HTTP/1.1\r\nHost: hpxd\r\n"
+                         b"Content-Type: multipart/form-data; boundary=" + boundary +
+                         b"\r\nContent-Length: %d\r\n\r\n" % len(form) + form)
+    [(request, _)] = site.handled
+    assert request.args == {b"item": [b"3"]}  # the query string's only: no form parsed
+    assert answer(transport)[1] == form  # the whole body, handed over as upload_body
+    # and, with the same body left in ``content``, Twisted would have parsed it:
+    site, channel, transport = connect()
+    channel.dataReceived(b"POST /echo HTTP/1.1\r\nHost: hpxd\r\n"
+                         b"Content-Type: multipart/form-data; boundary=" + boundary +
+                         b"\r\nContent-Length: %d\r\n\r\n" % len(form) + form)
+    [(request, _)] = site.handled
+    assert request.args == {b"file": [b"hello"]}
+
+
+def test_take_body_leaves_an_empty_content():
+    class Holder:
+        content = None
+    holder = Holder()
+    holder.content = original = __import__("io").BytesIO(b"body")
+    assert take_body(holder) is original and holder.content.read() == b""

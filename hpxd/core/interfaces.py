@@ -187,5 +187,52 @@ class ILeases(Interface):
         """Fire with the value stored with ``name``, or None when nobody holds it."""
 
 
+class IFileStore(Interface):
+    """Where uploaded files and report results live, shared by every node.
+
+    A file is stored under an id the store makes (``secrets``, 256 bits);
+    the client's file name is only a column of metadata. Its bytes go in
+    and out in chunks (``chunk_size``), never whole. Files are written by
+    ``put`` and read only once complete. The default,
+    ``hpxd.core.file_store.DatabaseFileStore``, keeps them in the records
+    database (docs/files.md).
+    """
+
+    chunk_size = Attribute("Bytes per stored chunk (the last one may be shorter).")
+
+    def prepare():
+        """Create the store's tables if missing. Fires with None."""
+
+    def put(name, content_type, item, source, owner=None, lifetime=None):
+        """Store the bytes of the iterable ``source`` (consumed in a worker
+        thread, a piece at a time, so it may read a file or parse a body).
+        ``item``: the dotted path of the item the file belongs to;
+        ``owner``: for a one-time file, the text it is bound to (a session
+        id's digest); ``lifetime``: seconds before the file is dropped
+        (None: kept until deleted). Fires with the ``StoredFile``; if
+        ``source`` raises, that error, and nothing of the file is left."""
+
+    def get(file_id):
+        """Fire with the complete, unexpired ``StoredFile`` of ``file_id``
+        (any text: an unknown or malformed id is simply None)."""
+
+    def read(file_id, index):
+        """Fire with the bytes of chunk ``index`` (0 .. chunks - 1), or None
+        when the file (or that chunk) is gone."""
+
+    def claim(file_id, owner):
+        """Take a one-time file for its one download: fire with True if it
+        was there, bound to ``owner`` and not yet taken; from then on
+        ``get`` no longer finds it."""
+
+    def delete(file_id):
+        """Drop the file and its chunks. Fires with True if it was there."""
+
+    def drop_expired(now):
+        """Drop every file whose lifetime ended before ``now`` (Unix time):
+        one-time files nobody fetched, fetched ones, uploads a dead node
+        left half written. Fires with how many were dropped."""
+
+
 # Later issues add ILockStore (record locks) and ISipStore (QFQ SIPs) here,
 # implemented by each backend in the same way as ISessionStore.

@@ -12,8 +12,9 @@ from hpxd.core.login import Login
 class Node:
     """What a door needs: ``name``, ``task``, ``auth``, ``login``,
     ``sessions``, ``scope``, ``hub``, ``records``, ``dispatcher``,
-    ``control``, ``client_names`` (ids clients chose: ``introduce_self``)
-    and ``connection_grace``.
+    ``control``, ``files`` (uploads, downloads, reports' files:
+    hpxd.core.files.Files; set by the service), ``client_names`` (ids
+    clients chose: ``introduce_self``) and ``connection_grace``.
 
     ``stopper(status, command)`` is set by the service tree: it stops the
     listeners, waits for calls in flight, pushes ``command`` to every client,
@@ -38,6 +39,7 @@ class Node:
         self.login = Login(auth, sessions, hash_pool)
         self.dispatcher = Dispatcher(self)
         self.control = ServerControl(self)
+        self.files = None  # hpxd.core.files.Files, on the records' database (hpxd.service)
         self.stopper = None
 
     def reconfigure(self, auth):

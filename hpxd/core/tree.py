@@ -11,7 +11,9 @@ client (Jam.py's ``load``, the form door, the console).
          "fields": [{"name": "name", "type": "text", "caption": "Name"}, ...],
                                       # [] for an item without a table
          "functions": [...],          # Function.describe() of those it may call
-         "reports": [{"name": "price_list", "requires": "view"}],  # those it may run
+         "reports": [{"name": "price_list", "requires": "view", "doc": "...",
+                      "parameters": [{"name": "currency", "required": true}]}],
+                                      # those it may run
          "privileges": {"view": true, "create": false, "edit": false, "delete": false},
          "client_module": false,      # true: the app attached a browser module
          "uploads": [".pdf"] or null},
@@ -47,12 +49,17 @@ def _common(item, can):
         "children": [child.id for child in item.children.values()],
         "functions": [f.describe() for f in item.functions.values()
                       if can(item, f.requires)],
-        "reports": [{"name": r.name, "requires": r.requires, "doc": r.describe()["doc"]}
-                    for r in item.reports.values() if can(item, r.requires)],
+        "reports": [_report(r) for r in item.reports.values() if can(item, r.requires)],
         "privileges": {p: can(item, p) for p in PRIVILEGES},
         "client_module": item.client_module_path is not None,
         "uploads": sorted(item.upload_extensions) if item.upload_extensions else None,
     }
+
+
+def _report(report):
+    described = report.describe()
+    return {"name": report.name, "requires": report.requires, "doc": described["doc"],
+            "parameters": described["parameters"]}
 
 
 def _can(node, session):

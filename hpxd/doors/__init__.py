@@ -34,6 +34,10 @@ WEB_RESOURCES = {
     "metrics": "hpxd.doors.web.metrics.metrics_resource",  # [web] metrics
     "static": "hpxd.doors.web.console.StaticFiles",    # [web] static_dir
     "console": "hpxd.doors.web.console.ConsoleFiles",  # the console page's own files
+    "api": "hpxd.doors.web.jam.Api",  # Jam.py's jam.js (docs/http.md)
+    "js": "hpxd.doors.web.jam.ClientModules",  # the client modules jam.js loads
+    "upload": "hpxd.doors.web.files.Upload",      # POST a file (multipart) to an item
+    "download": "hpxd.doors.web.files.Download",  # GET /download/<id>: a stored file
     "ajax": "hpxd.doors.web.ajax.AjaxResource",  # Heapkeeper-style calls
     "ext": "hpxd.doors.web.ext.ExtResource",  # other services -> @task.on_ext_request
 }

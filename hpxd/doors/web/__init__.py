@@ -9,10 +9,12 @@ web resource answers with.
 and requests in flight so the quit sequence can drain and close them.
 """
 
+import io
 import json
 import reprlib
 from collections.abc import Mapping
 from types import MappingProxyType
+from urllib.parse import unquote_to_bytes
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -34,6 +36,9 @@ IDLE_TIMEOUT = 60  # seconds an idle keep-alive HTTP connection is kept open
 # would hold the connection for ever): at the default max_body_bytes (1 MiB)
 # at least 35 kB/s.
 BODY_TIMEOUT = 30
+# An upload's body (a resource with ``takes_uploads``: up to [web]
+# max_upload_bytes) has longer: as long as this many bytes a second take.
+UPLOAD_MIN_RATE = 64 * 1024
 log = Logger()
 
 
@@ -190,9 +195,11 @@ class PathTree(resource.Resource):
 class Root(PathTree):
     """``/``: the console page; below it the web doors' resources by their
     first path segment. A WebSocket upgrade on ``/`` itself goes to
-    ``websocket`` (``/ws``): an Igor client connects to the root path."""
+    ``websocket`` (``/ws``): an Igor client connects to the root path.
+    ``upload_segments``: the segments of resources that ``takes_uploads``."""
 
     websocket = None
+    upload_segments = frozenset()
 
     def __init__(self):
         super().__init__()
@@ -210,6 +217,15 @@ class Root(PathTree):
 class Channel(http.HTTPChannel):
     """An HTTP connection the site can close on shutdown."""
 
+    line_in_hand = None  # see request_line (the adapter below)
+
+    def lineReceived(self, line):
+        self.line_in_hand = line
+        try:
+            super().lineReceived(line)
+        finally:
+            self.line_in_hand = None
+
     def connectionMade(self):
         super().connectionMade()
         self.site.channels.add(self)
@@ -220,8 +236,16 @@ class Channel(http.HTTPChannel):
 
 
 class Request(server.Request):
-    """A request whose body must stay within its site's ``max_body_bytes``
-    and arrive whole within its ``body_timeout``.
+    """A request whose body must stay within its cap and arrive whole within
+    its deadline.
+
+    The cap is the site's ``max_body_bytes``, or, for a path under a
+    resource that ``takes_uploads`` (``/upload``), ``max_upload_bytes``.
+    twisted.web has no public way to give one path a bigger body cap than
+    the site: the body is read before the resource is found, and the
+    request does not know its path until the body is in. So the path is
+    read from the request line as it arrives (``request_line``, the one
+    adapter section below).
 
     twisted.web reads a whole body, however large (into a temporary file past
     100 kB) and however slowly, before anything answers it. Here the body is
@@ -229,44 +253,76 @@ class Request(server.Request):
     past the cap at once (and no ``100 Continue`` is sent for it), a chunked
     body when it passes the cap, any body at the deadline. Nothing of a
     refused body is kept; the site answers it with a 410 (``RefusedBody``)
-    and the connection closes, the rest of the body unread."""
+    and the connection closes, the rest of the body unread.
+
+    An upload's body is handed to its resource as ``upload_body`` (the
+    temporary file, for it to stream-parse), and twisted.web sees an empty
+    ``content``: it would otherwise parse a multipart/form-data body whole,
+    in memory, into ``request.args``."""
 
     refusal = None  # the HpxdError answered instead of the resource
     body_received = 0
+    upload_body = None  # an upload's body, taken from twisted.web (see above)
     _declared = 0  # the Content-Length, None for a chunked body
     _ending = None  # the delayed call that ends the body early
+
+    def __init__(self, channel, *args, **kwargs):
+        super().__init__(channel, *args, **kwargs)
+        site = channel.site
+        segments = getattr(site, "upload_segments", frozenset())
+        self.takes_upload = bool(segments) and first_segment(request_line(channel)) in segments
+        if self.takes_upload:
+            self.body_cap, self.body_cap_why = site.max_upload_bytes, "[web] max_upload_bytes"
+        else:
+            self.body_cap, self.body_cap_why = site.max_body_bytes, site.max_body_bytes_why
 
     def gotLength(self, length):
         site = self.channel.site
         self._declared = length
-        if length is not None and length > site.max_body_bytes:
+        if length is not None and length > self.body_cap:
             # The channel answers "Expect: 100-continue" right after this:
             # a body that is refused is not asked for.
             self.requestHeaders.removeHeader(b"expect")
-            self._refuse(_too_large(site))
+            self._refuse(self._too_large())
             length = 0  # nothing of it is kept
         elif length != 0:  # a body comes (None: chunked)
-            self._ending = site.reactor.callLater(site.body_timeout, self._late)
+            self._ending = site.reactor.callLater(self.body_timeout(), self._late)
         super().gotLength(length)
+
+    def body_timeout(self):
+        """Seconds the body has to arrive in: the site's ``body_timeout``;
+        for an upload, more if its size (declared, or else the cap) needs
+        it at UPLOAD_MIN_RATE."""
+        timeout = self.channel.site.body_timeout
+        if self.takes_upload:
+            expected = self.body_cap if self._declared is None else self._declared
+            timeout = max(timeout, expected / UPLOAD_MIN_RATE)
+        return timeout
 
     def handleContentChunk(self, data):
         if self.refusal is not None:
             return
         self.body_received += len(data)
-        if self.body_received > self.channel.site.max_body_bytes:  # a chunked body
+        if self.body_received > self.body_cap:  # a chunked body
             self.content.seek(0)
             self.content.truncate()  # what was kept goes too
-            self._refuse(_too_large(self.channel.site))
+            self._refuse(self._too_large())
             return
         super().handleContentChunk(data)
 
     def requestReceived(self, command, path, version):
         self._stop_ending()  # the body is in (or was ended)
+        if self.takes_upload and self.refusal is None:
+            self.upload_body = take_body(self)
         super().requestReceived(command, path, version)
 
     def connectionLost(self, reason):
         self._stop_ending()
         super().connectionLost(reason)
+
+    def _too_large(self):
+        return errors.ParsingError(
+            f"request body larger than {self.body_cap} bytes ({self.body_cap_why})")
 
     def _refuse(self, error):
         """Answer ``error`` as soon as the parser is out of the way."""
@@ -276,11 +332,10 @@ class Request(server.Request):
         self._ending = self.channel.site.reactor.callLater(0, self._end_body)
 
     def _late(self):
-        site = self.channel.site
         got = (f"{self.body_received} bytes, chunked" if self._declared is None
                else f"{self.body_received} of {self._declared} bytes")
         self.refusal = errors.ParsingError(
-            f"request body not received within {site.body_timeout:g} s ({got})")
+            f"request body not received within {self.body_timeout():g} s ({got})")
         close_after_answer(self.channel)
         self._end_body()
 
@@ -294,18 +349,46 @@ class Request(server.Request):
         self._ending = None
 
 
-def _too_large(site):
-    return errors.ParsingError(
-        f"request body larger than {site.max_body_bytes} bytes ({site.max_body_bytes_why})")
+def first_segment(target):
+    """The first path segment of a request-target (``b"/upload?item=3"``:
+    ``b"upload"``), unquoted as twisted.web's resource lookup unquotes it;
+    None for no target."""
+    if not target:
+        return None
+    return unquote_to_bytes(target.split(b"?", 1)[0][1:].split(b"/", 1)[0])
 
 
 # -- the one adapter over twisted.web's HTTPChannel -------------------------------
-# twisted.web has no public way to answer a request before its body is in.
-# These two functions use two undocumented names of HTTPChannel: the
-# attribute ``persistent`` and ``allContentReceived``, the method its parser
-# calls at the end of a body. tests/test_unit_web_body.py
+# twisted.web has no public way to answer a request before its body is in,
+# nor to know a request's path before its body is in (to give one path a
+# bigger body cap), nor to keep it from parsing a multipart/form-data body
+# whole, in memory, for one path only (``parsePOSTFormSubmission`` is the
+# whole site's, or fixed when the request is built, before its path is
+# known). These four functions rely on what Twisted does not document:
+# ``persistent`` and ``allContentReceived`` (the method its parser calls at
+# the end of a body) of HTTPChannel; that HTTPChannel builds each request
+# while it handles that request's line (its ``lineReceived``,
+# LineReceiver's public method, which ``Channel`` watches); and that
+# Request.requestReceived parses a form body from ``content``, the body's
+# documented attribute. tests/test_unit_web_body.py
 # (``test_the_http_channel_adapter_...``) fails when a Twisted release
 # changes them.
+
+def request_line(channel):
+    """The request line (``b"POST /upload HTTP/1.1"``) of the request
+    ``channel`` is building now: call it from the request's constructor.
+    Its target (bytes), or None when unknown."""
+    parts = (channel.line_in_hand or b"").split(b" ")
+    return parts[1] if len(parts) == 3 else None
+
+
+def take_body(request):
+    """Take ``request``'s body (its file) from twisted.web, leaving it an
+    empty ``content``: call it just before Request.requestReceived, which
+    then parses no form out of it. Returns the body file, at its end."""
+    body, request.content = request.content, io.BytesIO()
+    return body
+
 
 def close_after_answer(channel):
     """``channel`` reads no further request: it closes once the request it
@@ -341,10 +424,15 @@ class WebSite(server.Site):
     noisy = False
 
     def __init__(self, root, reactor, max_body_bytes, label="hpxd web door",
-                 max_body_bytes_why="[web] max_body_bytes"):
+                 max_body_bytes_why="[web] max_body_bytes", max_upload_bytes=None,
+                 upload_segments=frozenset()):
         super().__init__(root, timeout=IDLE_TIMEOUT, reactor=reactor, requestFactory=Request)
         self.max_body_bytes = max_body_bytes
         self.max_body_bytes_why = max_body_bytes_why  # where the cap comes from, for the error
+        # First path segments (bytes) whose requests may bring bodies up to
+        # max_upload_bytes (resources that ``takes_uploads``).
+        self.max_upload_bytes = max_upload_bytes
+        self.upload_segments = frozenset(upload_segments) if max_upload_bytes else frozenset()
         self.body_timeout = BODY_TIMEOUT
         self.label = label
         self.channels = set()
@@ -432,11 +520,17 @@ def build_root(node, config, reactor):
     """``/`` with every registered web resource under its path segment."""
     from hpxd.doors import WEB_RESOURCES  # the registry, not another door
     root = Root()
+    uploads = set()
     for segment, factory_path in WEB_RESOURCES.items():
         made = namedAny(factory_path)(node, config, reactor)
-        if segment != "ws":  # an upgrade is no body to compress
+        if getattr(made, "takes_uploads", False):  # bodies up to [web] max_upload_bytes
+            uploads.add(segment.encode("ascii"))
+        # An upgrade is no body to compress; a file is sent as it is stored
+        # (``gzip = False``: compressing a big download would hold the reactor).
+        if segment != "ws" and getattr(made, "gzip", True):
             made = Gzipped(made)
         root.putChild(segment.encode("ascii"), made)
+    root.upload_segments = frozenset(uploads)
     root.websocket = root.children.get(b"ws")
     if config.web.echo_path:  # for the Autobahn|Testsuite only (config checks it collides with none)
         from hpxd.doors.web.echo import Echo
@@ -452,8 +546,10 @@ class WebDoor(Listener):
 
     def __init__(self, node, config, reactor=None):
         super().__init__(config.web, reactor)
-        self.site = self.factory = WebSite(build_root(node, config, self.reactor), self.reactor,
-                                           config.web.max_body_bytes)
+        root = build_root(node, config, self.reactor)
+        self.site = self.factory = WebSite(root, self.reactor, config.web.max_body_bytes,
+                                           max_upload_bytes=config.web.max_upload_bytes,
+                                           upload_segments=root.upload_segments)
         node.dispatcher.metrics.doors[self.name] = self.site.traffic
 
     def drain(self):
