@@ -31,18 +31,20 @@ allowed_origins`` is refused with 403.
 import json
 import math
 import re
-from types import MappingProxyType
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import resource, server
 
 from hpxd.core import errors, tree
 from hpxd.core.app import NAME_RE, arguments
 from hpxd.core.doorkit import NOT_JSON, peer_text
 from hpxd.doors.web import JSON_TYPE, NoSuchPath, json_error, wrong_method
+from hpxd.doors.web import request_environ as web_environ
 from hpxd.doors.web.console import checked_file
-from hpxd.doors.web.cookies import end_session, keep_session, request_session_id, session_of
+from hpxd.doors.web.cookies import (end_session, keep_session, request_session_id, session_now,
+                                    session_of)
 from hpxd.doors.web.jam_records import ID_LIMIT, ChangeLog, OpenQuery, bad, short
 from hpxd.doors.web.jam_tree import JamIds, render
 from hpxd.doors.web.origin import OriginCheck
@@ -50,7 +52,6 @@ from hpxd.doors.web.origin import OriginCheck
 DOOR = "api"
 # jam.js's statuses (Jam.py's PROJECT_* constants)
 NOT_LOGGED, LOGGED, MODIFIED, RESPONSE = 5, 6, 8, 9
-PRIVATE_HEADERS = frozenset({"cookie", "authorization"})  # never in an app's environ
 EMPTY_MODULE = b"/* hpxd: this app attaches no client module to its task */\n"
 JS_NAME = re.compile(rb"([1-9][0-9]{0,8})\.js")
 
@@ -96,14 +97,9 @@ def envelope(status, data, modification, error=None):
 
 
 def request_environ(request):
-    """The read-only ``environ`` of a call from ``request``."""
-    headers = {}
-    for name, values in request.requestHeaders.getAllRawHeaders():
-        name = name.decode("latin-1").lower()
-        if name not in PRIVATE_HEADERS:
-            headers[name] = ", ".join(v.decode("latin-1") for v in values)
-    return MappingProxyType({"door": DOOR, "peer": peer_text(request.getClientAddress()),
-                             "headers": MappingProxyType(headers)})
+    """The read-only ``environ`` of a call from ``request`` (the web door's,
+    ``door`` "api")."""
+    return web_environ(request, DOOR)
 
 
 def _int_or_null(value, what):
@@ -141,24 +137,34 @@ class Api(resource.Resource):
         if error is not None:
             self._refused(request, error)
             return json_error(request, error)
+        d = self.server_now(request, *call[1:]) if call[0] == "server" else None
+        if isinstance(d, dict):  # answered at once: no Deferred (every server call's path)
+            return self._body(d, request)
         gone = []  # the client hung up before the answer
         request.notifyFinish().addErrback(gone.append)
-        d = defer.ensureDeferred(self.answer(request, *call))
+        if d is None:
+            d = defer.ensureDeferred(self.answer(request, *call))
         d.addCallback(self._write, request, gone)
         return server.NOT_DONE_YET
 
-    def _write(self, reply, request, gone):
+    def _body(self, reply, request):
+        """``reply`` as the bytes of the answer, its headers set."""
         try:
             text = json.dumps(reply, allow_nan=False)
         except (TypeError, ValueError, RecursionError):  # a function's value that is no JSON
             log.error("an /api request's answer is not JSON: {data!r}",
                       data=reply["result"]["data"])
             text = json.dumps(self._failed("server", errors.UnhandledError(NOT_JSON)))
+        request.setResponseCode(200)  # always, for a Jam.py request: see the module's text
+        request.setHeader(b"content-type", JSON_TYPE)
+        request.setHeader(b"cache-control", b"no-store")
+        return text.encode("utf-8")
+
+    def _write(self, reply, request, gone):
+        body = self._body(reply, request)
         if not gone:
-            request.setResponseCode(200)  # always, for a Jam.py request: see the module's text
-            request.setHeader(b"content-type", JSON_TYPE)
-            request.setHeader(b"cache-control", b"no-store")
-            request.write(text.encode("utf-8"))
+            request.setHeader(b"content-length", b"%d" % len(body))  # one write, not chunked
+            request.write(body)
             request.finish()
 
     def _refused(self, request, error):
@@ -178,23 +184,68 @@ class Api(resource.Resource):
             if handler is None:
                 raise errors.FunctionNotFound(f"no request {name[:60]!r} (requests: "
                                               f"{', '.join(self.requests)})")
-            _int_or_null(task_id, "task_id")
-            _int_or_null(item_id, "item_id")
-            _int_or_null(modification, "modification")
-            if task_id is not None and task_id != self.ids.task_id:
-                raise errors.FunctionNotFound(f"no task with id {task_id}")
-            if task_id and modification and modification != self.ids.modification:
+            if not self._current(task_id, item_id, modification):
                 return envelope(MODIFIED, None, self.ids.modification)  # jam.js says reload
             data = await handler(request, item_id, params)
             return envelope(RESPONSE, data, self.ids.modification)
-        except errors.AuthRequired:  # no session and no guests: jam.js shows its login
+        except Exception as e:
+            return self._mapped(request, name, e)
+
+    def _current(self, task_id, item_id, modification):
+        """Check the request's ids; False when the client's tree is older
+        than the app's (its ``modification``)."""
+        _int_or_null(task_id, "task_id")
+        _int_or_null(item_id, "item_id")
+        _int_or_null(modification, "modification")
+        if task_id is not None and task_id != self.ids.task_id:
+            raise errors.FunctionNotFound(f"no task with id {task_id}")
+        return not (task_id and modification and modification != self.ids.modification)
+
+    def _mapped(self, request, name, error):
+        """The reply to a request that failed with ``error`` (call inside
+        the ``except`` that caught it)."""
+        if isinstance(error, errors.AuthRequired):  # no session and no guests: jam.js's login
             return envelope(NOT_LOGGED, NOT_LOGGED, self.ids.modification)
-        except errors.HpxdError as e:
-            self._refused(request, e)
-            return self._failed(name, e)
-        except Exception:
-            log.failure("{door} request {name} failed", door=DOOR, name=name)
-            return self._failed(name, errors.UnhandledError())
+        if isinstance(error, errors.HpxdError):
+            self._refused(request, error)
+            return self._failed(name, error)
+        log.failure("{door} request {name} failed", door=DOOR, name=name)
+        return self._failed(name, errors.UnhandledError())
+
+    def server_now(self, request, task_id, item_id, params, modification):
+        """``answer`` for a ``server`` request, as the TCP, WebSocket and
+        /ajax doors call: the reply itself when the store has the session at
+        hand and the function answered at once; a Deferred of the reply (it
+        never fails) when the call goes on; None when ``answer`` must do it
+        all (the store must be asked, the client's tree is old)."""
+        try:
+            if not self._current(task_id, item_id, modification):
+                return None
+            fname, args, kwargs = self._server_call(item_id, params)
+            session = session_now(request, self.node)
+            if session is None:
+                return None
+        except Exception as e:
+            return self._mapped(request, "server", e)
+        try:
+            result = self.node.dispatcher.call_now(session, fname, args, kwargs,
+                                                   request_environ(request))
+        except Exception as e:
+            keep_session(request, session)
+            return self._mapped(request, "server", e)
+        if isinstance(result, defer.Deferred):
+            return result.addBoth(self._server_ended, request, session)
+        keep_session(request, session)
+        return envelope(RESPONSE, [result, ""], self.ids.modification)
+
+    def _server_ended(self, result, request, session):
+        keep_session(request, session)  # once the call has stored a guest it gave data
+        if isinstance(result, Failure):
+            try:
+                result.raiseException()
+            except Exception as e:
+                return self._mapped(request, "server", e)
+        return envelope(RESPONSE, [result, ""], self.ids.modification)
 
     async def _in_session(self, request, work):
         """``work(session)`` in the request's session, its cookie kept after."""
@@ -268,17 +319,7 @@ class Api(resource.Resource):
 
     async def server(self, request, item_id, params):
         """``[func_name, [args] or {kwargs}]`` -> ``[result, ""]``."""
-        item = self._item(item_id)
-        if type(params) is not list or len(params) not in (1, 2):
-            raise bad("server takes [function name, arguments]")
-        name, data = params[0], params[1] if len(params) == 2 else None
-        if type(name) is not str or not NAME_RE.match(name):
-            raise bad(f"server: the function name must be an identifier, not {short(name)}")
-        if data is not None and type(data) not in (list, dict):
-            raise bad("server: the arguments must be a list (positional) or an object "
-                      "(keyword arguments)")
-        args, kwargs = (data, {}) if type(data) is list else arguments(data)
-        fname = name if item.is_task else f"{item.path}.{name}"
+        fname, args, kwargs = self._server_call(item_id, params)
         environ = request_environ(request)
 
         async def work(session):
@@ -314,6 +355,20 @@ class Api(resource.Resource):
         return await self._in_session(request, work)
 
     # -- items ---------------------------------------------------------------------
+
+    def _server_call(self, item_id, params):
+        """``(fname, args, kwargs)`` of a ``server`` request's params."""
+        item = self._item(item_id)
+        if type(params) is not list or len(params) not in (1, 2):
+            raise bad("server takes [function name, arguments]")
+        name, data = params[0], params[1] if len(params) == 2 else None
+        if type(name) is not str or not NAME_RE.match(name):
+            raise bad(f"server: the function name must be an identifier, not {short(name)}")
+        if data is not None and type(data) not in (list, dict):
+            raise bad("server: the arguments must be a list (positional) or an object "
+                      "(keyword arguments)")
+        args, kwargs = (data, {}) if type(data) is list else arguments(data)
+        return (name if item.is_task else f"{item.path}.{name}"), args, kwargs
 
     def _item(self, item_id):
         """The item ``item_id`` names (null: the task)."""
