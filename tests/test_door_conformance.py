@@ -68,6 +68,13 @@ def make_app(pending):
     def change(item):
         return "changed"
 
+    @task.function
+    def deep(item, depth):  # too deep for any JSON encoder: the app's bug
+        value = []
+        for _ in range(depth):
+            value = [value]
+        return value
+
     return task
 
 
@@ -263,6 +270,15 @@ async def test_error_codes_of_the_one_table(server):
     error = await raises(100, client.call("crash"))
     assert error.msg == "internal server error" and "shadow" not in error.msg
     assert (await client.call("add", [2, 2])).value == 4  # the connection goes on
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_value_too_deep_for_json_is_100_and_the_connection_goes_on(server):
+    client = await server.client()
+    await client.guest()
+    error = await raises(100, client.call("deep", [100000]))
+    assert error.msg == "the function returned a value that is not JSON"
+    assert (await client.call("add", [2, 2])).value == 4
 
 
 @pytest_twisted.ensureDeferred

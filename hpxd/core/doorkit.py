@@ -34,6 +34,7 @@ from zope.interface import implementer
 from hpxd.core import control, errors
 from hpxd.core.deferreds import deferred
 from hpxd.core.interfaces import IHubClient
+from hpxd.core.jsonvalues import NOT_ENCODABLE
 from hpxd.core.metrics import DoorTraffic
 
 NOT_JSON = "the function returned a value that is not JSON"
@@ -64,7 +65,7 @@ def repaired(value, what):
     try:
         json.dumps(value)
         return value, None
-    except (TypeError, ValueError):
+    except NOT_ENCODABLE:
         log.error("{what} returned a value that is not JSON: {value!r}", what=what, value=value)
         return None, errors.UnhandledError(NOT_JSON)
 

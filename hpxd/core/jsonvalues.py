@@ -8,6 +8,10 @@ from hpxd.core import errors
 # for whitespace around the value, which cost about as much as parsing a
 # small message. load_json skips them for text with nothing around it.
 _raw_decode = json.JSONDecoder().raw_decode
+# What json.dumps raises for a value that is no JSON: a type it does not know
+# (TypeError), NaN or a circular reference (ValueError), a value nested too
+# deeply (RecursionError).
+NOT_ENCODABLE = (TypeError, ValueError, RecursionError)
 
 
 def load_json(text):
@@ -27,5 +31,5 @@ def dump_json(value, what):
     """``value`` as JSON text; BadArguments naming ``what`` if it is not JSON."""
     try:
         return json.dumps(value)
-    except (TypeError, ValueError) as e:
+    except NOT_ENCODABLE as e:
         raise errors.BadArguments(f"{what} must be JSON-serialisable ({e})") from None

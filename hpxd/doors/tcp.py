@@ -26,7 +26,7 @@ from hpxd.core.app import POSITIONAL  # "*args": a call's positional arguments
 from hpxd.core.doorkit import DoorKit, peer_text, repaired
 from hpxd.core.hub import COMMAND
 from hpxd.core.interfaces import IDoor
-from hpxd.core.jsonvalues import load_json
+from hpxd.core.jsonvalues import NOT_ENCODABLE, load_json
 from hpxd.doors import Backpressure, Listener, fire, waiter
 
 EOF_MARK = b"<EOF>"
@@ -473,7 +473,7 @@ class HpxProtocol(FrameReceiver):
         if self.transport is not None and self.connected and not self._hung_up:
             try:
                 data = encode(message)
-            except (TypeError, ValueError):
+            except NOT_ENCODABLE:
                 data = encode(self._without_bad_values(message))
             self.transport.write(data)
             self.conn.bytes_out += len(data)
