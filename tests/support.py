@@ -1,6 +1,7 @@
 """Helpers shared by the tests: a raw HPX socket client and a twistd runner."""
 
 import ast
+import contextlib
 import gzip
 import json
 import os
@@ -22,15 +23,54 @@ EOF_MARK = b"<EOF>"
 REQUIRE_SERVICES = os.environ.get("HPXD_REQUIRE_SERVICES") == "1"
 
 
+def missing(message):
+    """Skip (or, in CI, fail) a test whose outside program or package is missing."""
+    if REQUIRE_SERVICES:
+        pytest.fail(message + " (HPXD_REQUIRE_SERVICES=1)")
+    pytest.skip(message)
+
+
 def need(program, why):
     """Skip (or, in CI, fail) when an outside program is missing."""
     path = shutil.which(program)
     if path is None:
-        message = f"{program} is not installed: {why}"
-        if REQUIRE_SERVICES:
-            pytest.fail(message + " (HPXD_REQUIRE_SERVICES=1)")
-        pytest.skip(message)
+        missing(f"{program} is not installed: {why}")
     return path
+
+
+# Debian's chromium, headless, as playwright drives it (its own download of
+# a browser does not work here).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@contextlib.contextmanager
+def chromium(what):
+    """A playwright Browser on Debian's chromium for ``what`` (a test, named
+    in the skip message), closed afterwards."""
+    executable = need("chromium", f"{what} drives Debian's chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing(f"playwright is not installed (pip install playwright): {what}")
+    playwright = sync_playwright().start()
+    try:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+    finally:
+        playwright.stop()
+
+
+def jam_js_file(name, what):
+    """The path of ``name`` (jam.js, jquery.js) in the installed jam.py package."""
+    try:
+        import jam
+    except ImportError:
+        missing(f"jam.py is not installed (pip install jam.py==5.4.136): {what}")
+    return os.path.join(os.path.dirname(jam.__file__), "js", name)
 
 
 def frame(obj):

@@ -9,12 +9,9 @@ jQuery is the copy the PyPI package ``jam.py`` ships. Skipped when chromium,
 playwright or jam.py is missing; failed instead when HPXD_REQUIRE_SERVICES=1.
 """
 
-import os
-
 import pytest
 
-from tests.support import REQUIRE_SERVICES, Daemon, need
-from tests.test_console_browser import CHROMIUM_ARGS
+from tests.support import Daemon, chromium, jam_js_file
 from tests.web_http import PASSWORD, USER, web_config
 
 # Heapkeeper's client, in its own terms: every value '\x00' + JSON, a form POST.
@@ -37,35 +34,13 @@ function ajaxQuery(url, args) {
 
 
 def jquery_path():
-    try:
-        import jam
-    except ImportError:
-        message = "jam.py is not installed (pip install jam.py==5.4.136): its jquery.js"
-        if REQUIRE_SERVICES:
-            pytest.fail(message + " (HPXD_REQUIRE_SERVICES=1)")
-        pytest.skip(message)
-    return os.path.join(os.path.dirname(jam.__file__), "js", "jquery.js")
+    return jam_js_file("jquery.js", "its jquery.js drives the /ajax browser test")
 
 
 @pytest.fixture(scope="module")
 def browser():
-    executable = need("chromium", "the /ajax browser test drives Debian's chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        message = "playwright is not installed (pip install playwright): the /ajax browser test"
-        if REQUIRE_SERVICES:
-            pytest.fail(message + " (HPXD_REQUIRE_SERVICES=1)")
-        pytest.skip(message)
-    playwright = sync_playwright().start()
-    try:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-    finally:
-        playwright.stop()
+    with chromium('the /ajax browser test') as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,10 @@ import pytest
 
 from hpxd import demo
 from hpxd.core.passwords import hash_password
-from tests.support import REQUIRE_SERVICES, Daemon, free_port, need, tcp_config
+from tests.support import Daemon, chromium, free_port, tcp_config
 
 USER, PASSWORD = "alice", "alice-console-pw"
 MAX_BODY = 65536  # small, so the reconnect test can make the server close the socket
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 def config():
@@ -38,23 +36,8 @@ def config():
 
 @pytest.fixture(scope="module")
 def browser():
-    executable = need("chromium", "the console's browser test drives Debian's chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        message = "playwright is not installed (pip install playwright): the console's browser test"
-        if REQUIRE_SERVICES:
-            pytest.fail(message + " (HPXD_REQUIRE_SERVICES=1)")
-        pytest.skip(message)
-    playwright = sync_playwright().start()
-    try:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-    finally:
-        playwright.stop()
+    with chromium("the console's browser test") as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")

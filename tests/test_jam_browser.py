@@ -12,16 +12,14 @@ when HPXD_REQUIRE_SERVICES=1 (CI).
 """
 
 import json
-import os
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from tests import jam_app
-from tests.support import REPO, REQUIRE_SERVICES, Daemon, free_port, need
+from tests.support import REPO, Daemon, chromium, free_port, jam_js_file
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 PAGE = b"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>hpxd jam.js test</title>
 <script src="jquery.js"></script><script src="jam.js"></script>
@@ -29,41 +27,18 @@ PAGE = b"""<!DOCTYPE html>
 TIMEOUT_MS = 10000
 
 
-def _skip(message):
-    if REQUIRE_SERVICES:
-        pytest.fail(message + " (HPXD_REQUIRE_SERVICES=1)")
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
 def jam_js():
     """jam.js and jquery.js of the installed jam.py package."""
-    try:
-        import jam
-    except ImportError:
-        _skip("jam.py is not installed (pip install jam.py==5.4.136): Jam.py's own client")
-    folder = os.path.join(os.path.dirname(jam.__file__), "js")
-    with open(os.path.join(folder, "jam.js"), "rb") as f, \
-            open(os.path.join(folder, "jquery.js"), "rb") as g:
-        return {"/jam.js": f.read(), "/jquery.js": g.read()}
+    what = "Jam.py's own client"
+    return {f"/{name}": Path(jam_js_file(name, what)).read_bytes()
+            for name in ("jam.js", "jquery.js")}
 
 
 @pytest.fixture(scope="module")
 def browser():
-    executable = need("chromium", "jam.js's browser test drives Debian's chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _skip("playwright is not installed (pip install playwright): jam.js's browser test")
-    playwright = sync_playwright().start()
-    try:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-    finally:
-        playwright.stop()
+    with chromium("jam.js's browser test") as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")
