@@ -29,10 +29,11 @@ setup(
         # GET /metrics (hpxd/doors/web/metrics.py): the Prometheus text format
         # and its metric families come from the reference library, not by hand.
         "prometheus_client>=0.17",
-        # POST /upload (hpxd/doors/web/files.py): a streaming (push, sans-I/O)
-        # multipart/form-data parser, so a 64 MiB body is parsed a piece at a
-        # time from its temporary file, never whole in memory as twisted.web's
-        # own form parsing would. Pure Python, no dependencies of its own.
+        # multipart/form-data bodies (hpxd/doors/web/forms.py: /upload, /ajax,
+        # /session): a streaming (push, sans-I/O) parser, so a 64 MiB upload is
+        # parsed a piece at a time from its temporary file, never whole in
+        # memory as twisted.web's own form parsing would, and a malformed body
+        # gets hpxd's JSON error. Pure Python, no dependencies of its own.
         "multipart>=1.2,<3",
     ],
     extras_require={

@@ -89,6 +89,20 @@ def test_a_multipart_body(demo):
     assert (reply.status, reply.json()) == (200, [1, 2, 3])
 
 
+@pytest.mark.parametrize("body, boundary", [
+    (b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1", "XyZ"),  # cut off
+    (b"no parts at all", "XyZ"),
+    (MULTIPART_BODY, ""),  # no boundary
+    (b"--XyZ\r\nContent-Disposition: form-data\r\n\r\n1\r\n--XyZ--\r\n", "XyZ"),  # no name
+])
+def test_a_malformed_multipart_body_is_a_json_400_and_the_node_lives(demo, body, boundary):
+    kind = "multipart/form-data" + (f"; boundary={boundary}" if boundary else "")
+    reply = request(demo, "POST", "/ajax/add", body, {"content-type": kind})
+    assert reply.status == 400 and reply.headers["content-type"] == JSON_TYPE, reply
+    assert reply.json()["code"] in (410, 413)
+    assert post_form(demo, "/ajax/add", form(a=1, b=2)).json() == 3
+
+
 def test_a_body_that_is_not_a_form_is_refused(demo):
     reply = request(demo, "POST", "/ajax/add", json.dumps({"a": 1, "b": 2}),
                     {"content-type": "application/json"})

@@ -11,7 +11,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.web import resource
+from twisted.web import resource, server
 
 from hpxd.doors.web import (BODY_TIMEOUT, UPLOAD_MIN_RATE, PathTree, WebSite,
                             close_after_answer, end_body_now, request_line, take_body)
@@ -37,8 +37,8 @@ class UploadEcho(resource.Resource):
     takes_uploads = True
 
     def render_POST(self, request):
-        request.upload_body.seek(0)
-        return request.upload_body.read()
+        request.form_body.seek(0)
+        return request.form_body.read()
 
 
 class Site(WebSite):
@@ -329,14 +329,30 @@ def test_the_http_channel_adapter_keeps_twisted_from_parsing_an_upload_form():
                          b"\r\nContent-Length: %d\r\n\r\n" % len(form) + form)
     [(request, _)] = site.handled
     assert request.args == {b"item": [b"3"]}  # the query string's only: no form parsed
-    assert answer(transport)[1] == form  # the whole body, handed over as upload_body
-    # and, with the same body left in ``content``, Twisted would have parsed it:
+    assert answer(transport)[1] == form  # the whole body, handed over as form_body
+    # and, with the same body left in ``content`` (twisted.web's own
+    # Request, without the take-over), Twisted would have parsed it:
     site, channel, transport = connect()
+    channel.requestFactory = server.Request
     channel.dataReceived(b"POST /echo HTTP/1.1\r\nHost: hpxd\r\n"
                          b"Content-Type: multipart/form-data; boundary=" + boundary +
                          b"\r\nContent-Length: %d\r\n\r\n" % len(form) + form)
     [(request, _)] = site.handled
     assert request.args == {b"file": [b"hello"]}
+
+
+def test_any_multipart_body_is_kept_from_twisted_and_handed_over():
+    """Not only an upload's: twisted.web would parse any multipart body in
+    memory, and answer a malformed one with a bare 400 of its own."""
+    site, channel, transport = connect()
+    channel.dataReceived(b"POST /echo HTTP/1.1\r\nHost: hpxd\r\n"
+                         b"Content-Type: multipart/form-data; boundary=b0\r\n"
+                         b"Content-Length: 11\r\n\r\nnot a form!")
+    [(request, _)] = site.handled
+    assert request.args == {}
+    request.form_body.seek(0)
+    assert request.form_body.read() == b"not a form!"
+    assert answer(transport)[0][0] == b"HTTP/1.1 200 OK"  # no 400 of twisted.web's
 
 
 def test_take_body_leaves_an_empty_content():

@@ -229,6 +229,19 @@ async def test_a_form_post_logs_in_too(service):
     assert (status, body) == (200, {"user": "alice", "role": "user"}) and len(cookies) == 1
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_multipart_form_post_logs_in_too(service):
+    body = (b"--b0\r\nContent-Disposition: form-data; name=\"user\"\r\n\r\nalice\r\n"
+            b"--b0\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\n"
+            + PASSWORD.encode() + b"\r\n--b0--\r\n")
+    status, answer, cookies = await http(service, b"POST", "/session", body,
+                                         content_type=b"multipart/form-data; boundary=b0")
+    assert (status, answer) == (200, {"user": "alice", "role": "user"}) and len(cookies) == 1
+    status, answer, cookies = await http(service, b"POST", "/session", body[:40],
+                                         content_type=b"multipart/form-data; boundary=b0")
+    assert (status, answer["code"], cookies) == (400, 410, [])
+
+
 @pytest.mark.parametrize("body, code", [
     ({"user": "alice", "password": "wrong"}, 411), ({"user": "alice"}, 412),
     ([1, 2], 412), (b"{not json", 900),

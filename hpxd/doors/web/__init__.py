@@ -255,14 +255,15 @@ class Request(server.Request):
     refused body is kept; the site answers it with a 410 (``RefusedBody``)
     and the connection closes, the rest of the body unread.
 
-    An upload's body is handed to its resource as ``upload_body`` (the
-    temporary file, for it to stream-parse), and twisted.web sees an empty
-    ``content``: it would otherwise parse a multipart/form-data body whole,
+    An upload's body, and any multipart/form-data body, is handed to its
+    resource as ``form_body`` (a file, for it to parse with
+    hpxd/doors/web/forms.py), and twisted.web sees an empty ``content``:
+    it would otherwise parse a multipart/form-data body whole,
     in memory, into ``request.args``."""
 
     refusal = None  # the HpxdError answered instead of the resource
     body_received = 0
-    upload_body = None  # an upload's body, taken from twisted.web (see above)
+    form_body = None  # an upload's or multipart body, taken from twisted.web (see above)
     _declared = 0  # the Content-Length, None for a chunked body
     _ending = None  # the delayed call that ends the body early
 
@@ -312,8 +313,8 @@ class Request(server.Request):
 
     def requestReceived(self, command, path, version):
         self._stop_ending()  # the body is in (or was ended)
-        if self.takes_upload and self.refusal is None:
-            self.upload_body = take_body(self)
+        if self.refusal is None and (self.takes_upload or _is_multipart(self)):
+            self.form_body = take_body(self)
         super().requestReceived(command, path, version)
 
     def connectionLost(self, reason):
@@ -347,6 +348,11 @@ class Request(server.Request):
         if self._ending is not None and self._ending.active():
             self._ending.cancel()
         self._ending = None
+
+
+def _is_multipart(request):
+    kind = request.requestHeaders.getRawHeaders(b"content-type") or [b""]
+    return kind[0].split(b";", 1)[0].strip().lower() == b"multipart/form-data"
 
 
 def first_segment(target):

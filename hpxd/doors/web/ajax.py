@@ -17,8 +17,6 @@ or a transient guest's that a function giving it data stores (and the
 answer sets the cookie).
 """
 
-from email.parser import BytesParser
-from email.policy import HTTP
 from urllib.parse import parse_qs
 
 from twisted.internet import defer
@@ -30,6 +28,7 @@ from hpxd.core.jsonvalues import load_json
 from hpxd.doors.web import (json_answer, json_error, json_later, request_environ,
                              wrong_method)
 from hpxd.doors.web.cookies import keep_session, session_now, session_of
+from hpxd.doors.web.forms import form_fields
 from hpxd.doors.web.origin import OriginCheck
 
 DOOR = "ajax"
@@ -63,16 +62,15 @@ def raw_fields(request):
     if kind not in (None, URLENCODED, MULTIPART) and _has_body(request):
         raise errors.ParsingError(f"a POST body to /ajax must be {URLENCODED.decode()} or "
                                   f"{MULTIPART.decode()}, not {kind.decode('latin-1')[:100]!r}")
-    if kind is not None and not query:
-        # twisted.web parsed a form body into request.args already (and
+    if kind == URLENCODED and not query:
+        # twisted.web parsed the form body into request.args already (and
         # only that, with no query string): no need to parse it again.
         return [(name, value) for name, values in request.args.items() for value in values]
     fields = _pairs(parse_qs(query, keep_blank_values=True))
-    if kind is not None:
-        if kind == URLENCODED:
-            fields += _pairs(parse_qs(_body(request), keep_blank_values=True))
-        elif kind == MULTIPART:
-            fields += multipart_fields(request.getHeader(b"content-type"), _body(request))
+    if kind == URLENCODED:
+        fields += _pairs(parse_qs(_body(request), keep_blank_values=True))
+    elif kind == MULTIPART:  # the web door kept it from twisted.web (forms.py)
+        fields += form_fields(request)
     return fields
 
 
@@ -91,20 +89,6 @@ def _body(request):
         return b""
     request.content.seek(0)
     return request.content.read()
-
-
-def multipart_fields(header, body):
-    """The named parts of a multipart/form-data body, as twisted.web reads them."""
-    message = BytesParser(policy=HTTP).parsebytes(
-        b"MIME-Version: 1.0\r\nContent-Type: " + header + b"\r\n\r\n" + body)
-    if not message.is_multipart():
-        raise errors.ParsingError("the multipart/form-data body has no parts")
-    fields = []
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if name:
-            fields.append((name.encode("utf-8"), part.get_payload(decode=True) or b""))
-    return fields
 
 
 def keyword_arguments(fields):

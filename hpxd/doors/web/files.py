@@ -21,7 +21,6 @@ speaks HTTP.
 
 from urllib.parse import quote
 
-import multipart
 from twisted.internet import defer, threads
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
@@ -32,11 +31,9 @@ from hpxd.core import errors
 from hpxd.core.deferreds import deferred
 from hpxd.doors.web import NoSuchPath, json_error, json_later, wrong_method
 from hpxd.doors.web.cookies import keep_session, session_of
+from hpxd.doors.web.forms import MultipartForm, boundary_of
 from hpxd.doors.web.origin import OriginCheck
 
-READ_SIZE = 64 * 1024  # bytes of the body read (and parsed) at a time
-MAX_FIELD = 4096  # bytes of a form field other than the file (``item``)
-MAX_SEGMENTS = 32  # parts of one multipart body
 FILE_FIELD, ITEM_FIELD = "file", "item"
 log = Logger()
 
@@ -46,75 +43,6 @@ def _bare(request):
 
 
 # -- POST /upload -------------------------------------------------------------------
-
-class MultipartForm:
-    """A multipart/form-data body (a file) parsed a piece at a time.
-
-    ``fields_and_file()`` (in a thread) reads up to the part named ``file``
-    and returns ``(fields, part)``: the text fields before it and its
-    headers. ``file_data()`` then yields the file's bytes; once they end it
-    reads the rest of the body, which must be well formed too (nothing of
-    it is used). Malformed input raises ParsingError (410); no ``file``
-    part raises BadArguments (413)."""
-
-    def __init__(self, body, boundary):
-        self.body = body
-        try:
-            self.parser = multipart.PushMultipartParser(boundary,
-                                                        max_segment_count=MAX_SEGMENTS)
-        except (multipart.MultipartError, ValueError) as e:
-            raise errors.ParsingError(f"bad multipart boundary ({e})") from None
-        self.events = self._events()
-
-    def _events(self):
-        self.body.seek(0)
-        while True:
-            chunk = self.body.read(READ_SIZE)
-            try:
-                yield from self.parser.parse(chunk)  # b"": the end of the body
-            except multipart.MultipartError as e:
-                raise errors.ParsingError(f"the multipart/form-data body is malformed "
-                                          f"({str(e)[:200]})") from None
-            if not chunk or self.parser.closed:
-                return
-
-    def fields_and_file(self):
-        fields, name, value = {}, None, bytearray()
-        for event in self.events:
-            if isinstance(event, multipart.MultipartSegment):
-                if event.name == FILE_FIELD:
-                    return fields, event
-                name, value = event.name, bytearray()
-            elif event is None:
-                fields[name] = value.decode("utf-8", "replace")
-            else:
-                value += event
-                if len(value) > MAX_FIELD:
-                    raise errors.BadArguments(f"the form field {name[:60]!r} is longer than "
-                                              f"{MAX_FIELD} bytes")
-        raise errors.BadArguments(f"the upload has no field named {FILE_FIELD!r} "
-                                  "(multipart/form-data, the file in the field 'file')")
-
-    def file_data(self):
-        for event in self.events:
-            if event is None:
-                break
-            yield event
-        for _ in self.events:  # the rest must parse, and end, too
-            pass
-
-
-def boundary_of(request):
-    """The boundary of a multipart/form-data request; 413 for another type."""
-    header = (request.getHeader(b"content-type") or b"").decode("latin-1")
-    kind, options = multipart.parse_options_header(header)
-    if kind.lower() != "multipart/form-data":
-        raise errors.BadArguments("POST /upload takes multipart/form-data (the file in the "
-                                  f"field 'file'), not {kind[:60] or 'an untyped body'!r}")
-    if not options.get("boundary"):
-        raise errors.ParsingError("the multipart/form-data Content-Type has no boundary")
-    return options["boundary"]
-
 
 def item_named(text):
     """An item id (digits) or dotted path, as the core's item_of takes it."""
@@ -132,7 +60,7 @@ class Upload(resource.Resource):
         self.origins = OriginCheck(config.web.allowed_origins)
 
     def render(self, request):
-        body = request.upload_body if request.upload_body is not None else request.content
+        body = request.form_body if request.form_body is not None else request.content
         refused = self._refusal(request)
         if refused is not None:
             body.close()
@@ -152,10 +80,11 @@ class Upload(resource.Resource):
 
     @deferred
     async def _upload(self, request, body):
-        boundary = boundary_of(request)
+        boundary = boundary_of(request, "POST /upload takes multipart/form-data (the file in "
+                                         "the field 'file')")
         session = await session_of(request, self.node)
         form = MultipartForm(body, boundary)
-        fields, part = await threads.deferToThread(form.fields_and_file)
+        fields, part = await threads.deferToThread(form.fields_and_file, FILE_FIELD)
         named = request.args.get(ITEM_FIELD.encode())
         item = named[0].decode("utf-8", "replace") if named else fields.get(ITEM_FIELD)
         if item is None:

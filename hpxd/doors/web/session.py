@@ -21,6 +21,7 @@ from hpxd.core.doorkit import peer_text
 from hpxd.core.jsonvalues import load_json
 from hpxd.doors.web import NoSuchPath, json_error, json_later, wrong_method
 from hpxd.doors.web.cookies import end_session, keep_session, request_session_id, session_of
+from hpxd.doors.web.forms import form_fields
 from hpxd.doors.web.origin import OriginCheck
 
 METHODS = (b"GET", b"HEAD", b"POST", b"DELETE")
@@ -35,7 +36,11 @@ def credentials(request):
     """``(user, password)`` from a JSON object body, or from form fields."""
     body = request.content.read() if request.content is not None else b""
     content_type = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
-    if content_type in (b"application/x-www-form-urlencoded", b"multipart/form-data"):
+    if content_type == b"multipart/form-data":  # the web door kept it from twisted.web
+        fields = dict(form_fields(request))
+        return tuple(fields.get(name, b"").decode("utf-8", "replace")
+                     for name in (b"user", b"password"))
+    if content_type == b"application/x-www-form-urlencoded":
         fields = request.args
         return tuple((fields.get(name.encode()) or [b""])[0].decode("utf-8", "replace")
                      for name in ("user", "password"))
