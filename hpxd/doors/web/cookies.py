@@ -13,7 +13,9 @@ browser, through these helpers:
   cookie when the session is stored and is not the one the request named
   (a login, a guest given data); a cookie naming a session that ended is
   cleared; nothing else for a transient guest.
-- ``end_session(request)``: clear the cookie (a logout).
+- ``end_session(request)``: clear the cookie.
+- ``log_out(request, node)``: end the session the cookie names, on every
+  door and node, and clear the cookie.
 
 The cookie is ``HttpOnly`` (page scripts cannot read it), ``SameSite=Lax``
 (other sites' pages do not send it with their POSTs), ``Path=/`` and, on a
@@ -82,6 +84,22 @@ def keep_session(request, session):
             end_session(request)
     elif session.id != named:
         _set_cookie(request, session.id)
+
+
+@deferred
+async def log_out(request, node):
+    """End the session ``request``'s cookie names (if it still lives)
+    through the core's Login, everywhere, and clear the cookie."""
+    session_id = request_session_id(request)
+    end_session(request)
+    if not session_id:
+        return
+    peer = peer_text(request.getClientAddress())
+    try:
+        session = await node.login.attach(session_id, peer)
+    except errors.SessionExpired:
+        return
+    await node.login.logout(session, peer)
 
 
 def end_session(request):

@@ -43,8 +43,7 @@ from hpxd.core.doorkit import NOT_JSON, peer_text
 from hpxd.doors.web import JSON_TYPE, NoSuchPath, json_error, wrong_method
 from hpxd.doors.web import request_environ as web_environ
 from hpxd.doors.web.console import checked_file
-from hpxd.doors.web.cookies import (end_session, keep_session, request_session_id, session_now,
-                                    session_of)
+from hpxd.doors.web.cookies import keep_session, log_out, session_now, session_of
 from hpxd.doors.web.jam_records import ID_LIMIT, ChangeLog, OpenQuery, bad, short
 from hpxd.doors.web.jam_tree import JamIds, render
 from hpxd.doors.web.origin import OriginCheck
@@ -274,16 +273,7 @@ class Api(resource.Resource):
         return True
 
     async def logout(self, request, item_id, params):
-        session_id = request_session_id(request)
-        end_session(request)
-        if session_id:
-            peer = peer_text(request.getClientAddress())
-            try:
-                session = await self.node.login.attach(session_id, peer)
-            except errors.SessionExpired:
-                session = None
-            if session is not None:
-                await self.node.login.logout(session, peer)
+        await log_out(request, self.node)
         raise errors.AuthRequired()  # Jam.py's answer: status and data "not logged"
 
     async def load(self, request, item_id, params):

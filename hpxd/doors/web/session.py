@@ -20,7 +20,7 @@ from hpxd.core.deferreds import deferred
 from hpxd.core.doorkit import peer_text
 from hpxd.core.jsonvalues import load_json
 from hpxd.doors.web import NoSuchPath, json_error, json_later, wrong_method
-from hpxd.doors.web.cookies import end_session, keep_session, request_session_id, session_of
+from hpxd.doors.web.cookies import keep_session, log_out, session_of
 from hpxd.doors.web.forms import form_fields
 from hpxd.doors.web.origin import OriginCheck
 
@@ -91,13 +91,5 @@ class SessionResource(resource.Resource):
 
     @deferred
     async def _log_out(self, request):
-        session_id = request_session_id(request)
-        end_session(request)
-        if session_id:
-            peer = peer_text(request.getClientAddress())
-            try:
-                session = await self.node.login.attach(session_id, peer)
-            except errors.SessionExpired:
-                return {"user": None}
-            await self.node.login.logout(session, peer)
+        await log_out(request, self.node)
         return {"user": None}
