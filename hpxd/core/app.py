@@ -13,6 +13,7 @@ import sys
 
 from hpxd.core import errors
 from hpxd.core.auth import PRIVILEGES
+from hpxd.core.forms import Form
 from hpxd.core.processes import Process
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -131,6 +132,7 @@ class Item:
         self.client_module_path = None
         # File extensions an upload to this item may have (uploads()); None: no uploads.
         self.upload_extensions = None
+        self.forms = {}  # name -> Form (hpxd.core.forms), declared with form()
         self.id = self.task._register(self)
 
     @property
@@ -184,6 +186,17 @@ class Item:
 
         return register(fn) if fn is not None else register
 
+    def form(self, name, fields, *, lock="exclusive", caption=None):
+        """Declare a form on this table-backed item (docs/forms.md):
+        ``fields`` lists ``hpxd.app.FormField`` objects or field names;
+        ``lock`` is "exclusive", "advisory" or "none". Form names are
+        unique in the task. Returns the Form, for ``@form.rule``."""
+        if isinstance(name, str) and self.task.form_by_name(name) is not None:
+            raise ValueError(f"the task already has a form {name!r}")
+        form = Form(self, name, fields, lock, caption)
+        self.forms[name] = self.task._forms[name] = form
+        return form
+
     def client_module(self, path):
         """Serve the JavaScript file at ``path`` (on the server) as this
         item's browser module: Jam.py's ``js_filename``, loaded from
@@ -215,6 +228,7 @@ class Task(Item):
         self.processes = {}  # name -> Process (@task.process)
         self.ext_handler = None  # @task.on_ext_request
         self.ext_public = frozenset()  # /ext paths served without a token
+        self._forms = {}  # every item's forms by name (form names are task-wide)
         super().__init__(None, None, name, caption=caption)
 
     def _register(self, item):
@@ -235,6 +249,9 @@ class Task(Item):
 
     def items(self):
         return list(self._by_id.values())
+
+    def form_by_name(self, name):
+        return self._forms.get(name)
 
     def all_functions(self):
         """Every exposed function of the tree (``Function`` objects)."""

@@ -16,7 +16,8 @@ client (Jam.py's ``load``, the form door, the console).
                                       # those it may run
          "privileges": {"view": true, "create": false, "edit": false, "delete": false},
          "client_module": false,      # true: the app attached a browser module
-         "uploads": [".pdf"] or null},
+         "uploads": [".pdf"] or null,
+         "forms": [...]},             # Form.describe() of its forms (hpxd.core.forms)
         ...],
      "functions": [...], "privileges": {...}, "client_module": false}  # the task's own
 
@@ -39,6 +40,7 @@ def describe(node, session):
             "parent": item.parent.id,
             "fields": [{"name": name, "type": kind, "caption": _caption(name)}
                        for name, kind in item.fields.items()],
+            "forms": [form.describe() for form in item.forms.values()],
             **_common(item, can),
         })
     return out
