@@ -39,6 +39,9 @@ LOCK_MODES = ("exclusive", "advisory", "none")
 MAX_LENGTH = 10_000        # characters of a text or textarea value unless the field says
 MAX_SCALAR_LENGTH = 100    # characters of a number, date, choice, checkbox or file value
 MAX_UNKNOWN_REPORTED = 10  # errors listed for fields the form does not have
+INTEGER_RE = re.compile(r"\s*[-+]?[0-9]+\s*")
+REAL_RE = re.compile(r"\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*")
+DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 FILE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")  # a file store id (hpxd.core.file_store)
 UPDATE_KEYS = ("hidden", "disabled", "required", "value")
 ELEMENT_KEYS = ("attr", "content")
@@ -90,6 +93,9 @@ class FormField:
     def bind(self, form, item):
         """Check this field against ``item``'s table; ValueError says what is wrong."""
         where = f"form {form!r}, field {self.name!r}"
+        if self.type is not None:
+            raise ValueError(f"{where}: this FormField is in another form already; "
+                             "make one for each form")
         if not isinstance(self.name, str) or self.name not in item.fields:
             raise ValueError(f"form {form!r}: {self.name!r} is not a field of item "
                              f"{item.path!r} (fields: {', '.join(item.fields)})")
@@ -126,6 +132,8 @@ class FormField:
                 if problem:
                     raise ValueError(f"{where}: {bound} {value!r} {problem}")
                 setattr(self, bound, converted)
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"{where}: min {self.min} is more than max {self.max}")
 
     def _bind_text(self, where):
         if self.pattern is not None or self.max_length is not None:
@@ -211,22 +219,23 @@ class FormField:
             return None, str(e)
 
     def _text(self, value):
-        if type(value) is not str or "\x00" in value:
-            raise ValueError("must be text without NUL characters")
+        if type(value) is not str:
+            raise ValueError("must be text")
+        if "\x00" in value:  # the records layer refuses NUL too (PostgreSQL cannot store it)
+            raise ValueError("must not contain NUL characters")
         return value
 
     def _number(self, value):
         if self.type == "integer":
-            if type(value) is str and re.fullmatch(r"\s*[-+]?\d+\s*", value):
+            if type(value) is str and INTEGER_RE.fullmatch(value):
                 value = int(value)
             if type(value) is not int or not -2 ** 63 <= value < 2 ** 63:
                 raise ValueError("must be a whole number")
             return value
         if type(value) is str:
-            try:
-                value = float(value)
-            except ValueError:
-                raise ValueError("must be a number") from None
+            if not REAL_RE.fullmatch(value):  # float() also takes "1_0", "inf", other digits
+                raise ValueError("must be a number")
+            value = float(value)
         if type(value) not in (int, float) or not math.isfinite(value):
             raise ValueError("must be a number")
         return float(value)
@@ -235,7 +244,7 @@ class FormField:
         if type(value) is datetime.date:
             return value.isoformat()
         try:
-            if type(value) is str and len(value) == 10:
+            if type(value) is str and DATE_RE.fullmatch(value):  # not "2024-W01-1"
                 return datetime.date.fromisoformat(value).isoformat()
         except ValueError:
             pass
@@ -308,8 +317,11 @@ class Form:
             raise ValueError(f"form {name!r}: caption must be a string")
         self.item, self.name, self.lock = item, name, lock
         self.caption = caption or name.replace("_", " ").capitalize()
+        if not isinstance(fields, (list, tuple)):
+            raise ValueError(f"form {name!r}: fields must be a list of FormField objects "
+                             "or field names")
         self.fields = {}
-        for field in fields or ():
+        for field in fields:
             field = FormField(field) if isinstance(field, str) else field
             if not isinstance(field, FormField):
                 raise ValueError(f"form {name!r}: fields are FormField objects or field "
@@ -445,6 +457,7 @@ class Form:
     def describe(self):
         return {"name": self.name, "caption": self.caption, "item": self.item.path,
                 "item_id": self.item.id, "lock": self.lock,
+                "rules": bool(self.rules),  # false: nothing changes as values change
                 "fields": [f.describe() for f in self.fields.values()]}
 
     def __repr__(self):
