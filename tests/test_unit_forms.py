@@ -85,6 +85,7 @@ def test_lock_defaults_to_exclusive():
 
 @pytest.mark.parametrize("fields, kwargs, message", [
     (["nope"], {}, "'nope' is not a field of item 'things'"),
+    ([FormField(3)], {}, "3 is not a field of item 'things'"),
     ([FormField("name", "slider")], {}, "kind must be one of"),
     ([FormField("age", "text")], {}, "a text edits a field of type text, not integer"),
     (["seen"], {}, "a datetime field has no form kind"),
@@ -236,7 +237,7 @@ def test_required_fields_must_have_a_value_and_a_required_checkbox_be_ticked():
 
 def test_range_of_numbers_and_dates():
     form = things().form("f", [FormField("age", min=0, max=150),
-                               FormField("price", min=0.5),
+                               FormField("price", min=0.5, max=10),
                                FormField("born", min="1900-01-01",
                                          max=datetime.date(2024, 12, 31))])
     assert form.validate({"age": "150", "price": "0.5", "born": "1900-01-01"}) == {
@@ -244,7 +245,8 @@ def test_range_of_numbers_and_dates():
     assert form.validate({"age": "-1", "price": "0.1", "born": "2025-01-01"}) == [
         ("age", "Age must be at least 0"), ("price", "Price must be at least 0.5"),
         ("born", "Born must be at most 2024-12-31")]
-    assert form.validate({"age": 151})[0] == ("age", "Age must be at most 150")
+    assert form.validate({"age": 151, "price": 11}) == [
+        ("age", "Age must be at most 150"), ("price", "Price must be at most 10")]
 
 
 def test_a_pattern_must_match_the_whole_value():

@@ -80,7 +80,8 @@ class FormField:
                  pattern=None, pattern_message=None, max_length=None, options=None,
                  options_from=None, typeahead=None, check=None):
         self.name, self.kind, self.required = name, kind, required
-        self.label = label or name.replace("_", " ").capitalize()
+        self.label = label or (name.replace("_", " ").capitalize() if isinstance(name, str)
+                               else name)
         self.min, self.max = min, max
         self.pattern, self.pattern_message = pattern, pattern_message
         self.max_length = max_length
@@ -278,9 +279,9 @@ class FormField:
         ``guard(fn, *args)`` runs the app's check functions."""
         # (a clean date is an ISO string: those compare as the dates do)
         if self.min is not None and value < self.min:
-            return f"must be at least {self.min}"
+            return f"must be at least {_show(self.min)}"
         if self.max is not None and value > self.max:
-            return f"must be at most {self.max}"
+            return f"must be at most {_show(self.max)}"
         if self.pattern is not None and not self.pattern.fullmatch(value):
             return self.pattern_message or "is not in the expected form"
         if choices is not None and value not in choices:
@@ -505,6 +506,11 @@ def _merge_element(rule, entry, change):
             raise TypeError(f"rule {rule.__name__}: element changes are 'attr' "
                             "({name: text or None}) and 'content' (text), not "
                             f"{key!r}: {type(value).__name__}")
+
+
+def _show(bound):
+    """A bound as people write it: 0, not 0.0."""
+    return int(bound) if type(bound) is float and bound.is_integer() else bound
 
 
 def _short(value, limit=64):
