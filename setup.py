@@ -29,7 +29,7 @@ setup(
         # GET /metrics (hpxd/doors/web/metrics.py): the Prometheus text format
         # and its metric families come from the reference library, not by hand.
         "prometheus_client>=0.17",
-        # multipart/form-data bodies (hpxd/doors/web/forms.py: /upload, /ajax,
+        # multipart/form-data bodies (hpxd/doors/web/multipart_body.py: /upload, /ajax,
         # /session): a streaming (push, sans-I/O) parser, so a 64 MiB upload is
         # parsed a piece at a time from its temporary file, never whole in
         # memory as twisted.web's own form parsing would, and a malformed body

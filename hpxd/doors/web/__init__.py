@@ -257,7 +257,7 @@ class Request(server.Request):
 
     An upload's body, and any multipart/form-data body, is handed to its
     resource as ``form_body`` (a file, for it to parse with
-    hpxd/doors/web/forms.py), and twisted.web sees an empty ``content``:
+    hpxd/doors/web/multipart_body.py), and twisted.web sees an empty ``content``:
     it would otherwise parse a multipart/form-data body whole,
     in memory, into ``request.args``."""
 

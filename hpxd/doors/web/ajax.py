@@ -28,7 +28,7 @@ from hpxd.core.jsonvalues import load_json
 from hpxd.doors.web import (json_answer, json_error, json_later, request_environ,
                              wrong_method)
 from hpxd.doors.web.cookies import keep_session, session_now, session_of
-from hpxd.doors.web.forms import form_fields
+from hpxd.doors.web.multipart_body import form_fields
 from hpxd.doors.web.origin import OriginCheck
 
 DOOR = "ajax"
@@ -69,7 +69,7 @@ def raw_fields(request):
     fields = _pairs(parse_qs(query, keep_blank_values=True))
     if kind == URLENCODED:
         fields += _pairs(parse_qs(_body(request), keep_blank_values=True))
-    elif kind == MULTIPART:  # the web door kept it from twisted.web (forms.py)
+    elif kind == MULTIPART:  # the web door kept it from twisted.web (multipart_body.py)
         fields += form_fields(request)
     return fields
 

@@ -31,7 +31,7 @@ from hpxd.core import errors
 from hpxd.core.deferreds import deferred
 from hpxd.doors.web import NoSuchPath, json_error, json_later, wrong_method
 from hpxd.doors.web.cookies import keep_session, session_of
-from hpxd.doors.web.forms import MultipartForm, boundary_of
+from hpxd.doors.web.multipart_body import MultipartForm, boundary_of
 from hpxd.doors.web.origin import OriginCheck
 
 FILE_FIELD, ITEM_FIELD = "file", "item"

@@ -21,7 +21,7 @@ from hpxd.core.doorkit import peer_text
 from hpxd.core.jsonvalues import load_json
 from hpxd.doors.web import NoSuchPath, json_error, json_later, wrong_method
 from hpxd.doors.web.cookies import keep_session, log_out, session_of
-from hpxd.doors.web.forms import form_fields
+from hpxd.doors.web.multipart_body import form_fields
 from hpxd.doors.web.origin import OriginCheck
 
 METHODS = (b"GET", b"HEAD", b"POST", b"DELETE")
