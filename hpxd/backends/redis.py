@@ -127,6 +127,14 @@ for i, key in ipairs(KEYS) do
 end
 return lost
 """
+TAKE_LEASE = b"""
+local v = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1] .. '\\n' .. ARGV[3], 'PX', ARGV[2])
+if not v then return false end
+local nl = string.find(v, '\\n', 1, true)
+if nl then return string.sub(v, 1, nl - 1) end
+return v
+"""
 RELEASE_LEASE = b"""
 local v = redis.call('GET', KEYS[1])
 if v and string.sub(v, 1, #ARGV[1] + 1) == ARGV[1] .. '\\n' then redis.call('DEL', KEYS[1]) end
@@ -665,6 +673,15 @@ class RedisLeases:
         if isinstance(text, bytes):
             text = text.decode("utf-8")
         return json.loads(text.partition("\n")[2])
+
+    @deferred
+    async def take(self, name, holder, ttl, value=None):
+        text = dump_json(value, "lease values")
+        previous = await self.link.run("execute_command", b"EVAL", TAKE_LEASE, b"1",
+                                       self.key(name), holder, self._ms(ttl), text)
+        if isinstance(previous, bytes):
+            previous = previous.decode("utf-8")
+        return previous
 
 
 def _none(result):
