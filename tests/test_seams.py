@@ -10,7 +10,7 @@ from hpxd import backends, config
 from hpxd.core import errors
 from hpxd.core.hub import COMMAND, PUSH
 from hpxd.core.interfaces import IHub, IHubClient, IScope, ISessionStore
-from tests.support import started_backend, stopped_backend
+from tests.support import polled, started_backend, stopped_backend
 
 LIFESPAN = 2
 
@@ -58,16 +58,6 @@ async def backend(kind, redis_url):
     b = await start_backend(kind, redis_url)
     yield b
     await stop_backend(b)
-
-
-async def polled_until_none(ask, timeout=5.0):
-    """Ask (a Deferred-returning callable) again, every few ms of real time,
-    until it fires with None: for a TTL that must really pass on Redis."""
-    import time
-    deadline = time.monotonic() + timeout
-    while await ask() is not None:
-        assert time.monotonic() < deadline, "still there after the timeout"
-        await sleep(0.01)
 
 
 async def outcome(d):
@@ -495,7 +485,7 @@ async def test_a_taken_lease_frees_itself_after_its_ttl(backend):
     assert await leases.acquire("short", "a", 5) is True
     assert await leases.take("short", "b", 0.2, 1) == "a"
     assert await leases.lookup("short") == 1
-    await polled_until_none(lambda: leases.lookup("short"))
+    await polled(lambda: leases.lookup("short"), None)
     assert await leases.acquire("short", "a", 1) is True
 
 
