@@ -6,7 +6,8 @@ Keys (``<db>`` is the Redis database number, channels are not per database):
     hpxd:guests         sorted set: guest session id -> when it ends at the
                         latest, in ms (for [sessions] max_guest_sessions)
     hpxd:scope:<key>    scope value JSON
-    hpxd:lease:<name>   "<holder>\n<value JSON>", TTL = the lease's time (ILeases)
+    hpxd:lease:<name>   "<holder>\n<value JSON>", TTL = the lease's time (ILeases);
+                        record locks and SIPs are leases too (docs/forms.md)
     hpxd:<db>:hub       pub/sub channel of application pushes
 
 Common path cost: one command per reactor turn for all the session reads

@@ -15,10 +15,11 @@ Modes (per form):
     none       nothing is locked: every call answers ``success``
 
 ``locked_by_other`` tells a door whether another owner holds a record's
-lock (a delete is refused meanwhile). Every call fires with a ``LockAnswer``: ``status`` is one of QFQ's Lock
-Response statuses (``success | error | conflict | conflict_allow_force``),
-``message`` a text for the user, ``expires`` the Unix time the lock (ours,
-or the one in the way) ends, or None. The form door sends ``status`` and
+lock (a delete is refused meanwhile). Every other call fires with a
+``LockAnswer``: ``status`` is one of QFQ's Lock Response statuses
+(``success | conflict | conflict_allow_force`` from here; ``error`` is the
+door's, see below), ``message`` a text for the user, ``expires`` the
+Unix time the lock (ours, or the one in the way) ends, or None. The form door sends ``status`` and
 ``message`` as they are. The store does not read records: the door checks
 the client's ``recordHashMd5`` against the record before locking (a stale
 form answers ``error``); the hash given here is only kept with the lock.
