@@ -107,8 +107,9 @@ return 0
 
 
 # Leases (ILeases): a key holds "<holder>\n<value>"; only its holder may
-# renew, change or free it, each checked and done in one script so no other
-# node can slip in between the check and the write.
+# renew, change or free it (``take`` alone overrides it, on purpose), each
+# checked and done in one script so no other node can slip in between the
+# check and the write.
 ACQUIRE_LEASE = b"""
 local v = redis.call('GET', KEYS[1])
 if v and string.sub(v, 1, #ARGV[1] + 1) ~= ARGV[1] .. '\\n' then return 0 end
