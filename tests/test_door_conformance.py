@@ -69,6 +69,10 @@ def make_app(pending):
         return "changed"
 
     @task.function
+    def not_a_number(item):  # NaN is no JSON: a client's parser refuses it
+        return {"x": float("nan")}
+
+    @task.function
     def deep(item, depth):  # too deep for any JSON encoder: the app's bug
         value = []
         for _ in range(depth):
@@ -270,6 +274,15 @@ async def test_error_codes_of_the_one_table(server):
     error = await raises(100, client.call("crash"))
     assert error.msg == "internal server error" and "shadow" not in error.msg
     assert (await client.call("add", [2, 2])).value == 4  # the connection goes on
+
+
+@pytest_twisted.ensureDeferred
+async def test_nan_is_no_json_so_it_is_100_and_the_connection_goes_on(server):
+    client = await server.client()
+    await client.guest()
+    error = await raises(100, client.call("not_a_number"))
+    assert error.msg == "the function returned a value that is not JSON"
+    assert (await client.call("add", [2, 2])).value == 4
 
 
 @pytest_twisted.ensureDeferred

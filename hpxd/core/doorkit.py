@@ -24,7 +24,6 @@ as in Igor). Anything else keeps its sliding lifespan. So anonymous
 handshakes cost nothing lasting.
 """
 
-import json
 import secrets
 from types import MappingProxyType
 
@@ -34,7 +33,7 @@ from zope.interface import implementer
 from hpxd.core import control, errors
 from hpxd.core.deferreds import deferred
 from hpxd.core.interfaces import IHubClient
-from hpxd.core.jsonvalues import NOT_ENCODABLE
+from hpxd.core.jsonvalues import NOT_ENCODABLE, to_json
 from hpxd.core.metrics import DoorTraffic
 
 NOT_JSON = "the function returned a value that is not JSON"
@@ -63,7 +62,7 @@ def repaired(value, what):
     """``value`` if it is JSON, else the error a door sends in its place
     (100, the value logged): call only once encoding the reply failed."""
     try:
-        json.dumps(value)
+        to_json(value)
         return value, None
     except NOT_ENCODABLE:
         log.error("{what} returned a value that is not JSON: {value!r}", what=what, value=value)

@@ -12,6 +12,11 @@ _raw_decode = json.JSONDecoder().raw_decode
 # (TypeError), NaN or a circular reference (ValueError), a value nested too
 # deeply (RecursionError).
 NOT_ENCODABLE = (TypeError, ValueError, RecursionError)
+# ``json.dumps`` as every door writes JSON, but refusing NaN and the
+# infinities (ValueError), which are no JSON: a browser's JSON.parse, and
+# most clients' parsers, refuse them. One encoder made once: json.dumps with
+# any option builds a new encoder per call.
+to_json = json.JSONEncoder(allow_nan=False).encode
 
 
 def load_json(text):
@@ -30,6 +35,6 @@ def load_json(text):
 def dump_json(value, what):
     """``value`` as JSON text; BadArguments naming ``what`` if it is not JSON."""
     try:
-        return json.dumps(value)
+        return to_json(value)
     except NOT_ENCODABLE as e:
         raise errors.BadArguments(f"{what} must be JSON-serialisable ({e})") from None

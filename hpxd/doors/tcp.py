@@ -8,7 +8,6 @@ connections share; ``TcpDoor`` is the ``IDoor`` service that listens,
 drains and closes.
 """
 
-import json
 import re
 import zlib
 from collections import deque
@@ -26,7 +25,7 @@ from hpxd.core.app import POSITIONAL  # "*args": a call's positional arguments
 from hpxd.core.doorkit import DoorKit, peer_text, repaired
 from hpxd.core.hub import COMMAND
 from hpxd.core.interfaces import IDoor
-from hpxd.core.jsonvalues import NOT_ENCODABLE, load_json
+from hpxd.core.jsonvalues import NOT_ENCODABLE, load_json, to_json
 from hpxd.doors import Backpressure, Listener, fire, waiter
 
 EOF_MARK = b"<EOF>"
@@ -132,7 +131,7 @@ def bad_call(fname):
 
 
 def encode(message):
-    return zlib_gzip(json.dumps(message).encode("utf-8")) + EOF_MARK
+    return zlib_gzip(to_json(message).encode("utf-8")) + EOF_MARK
 
 
 def zlib_gzip(raw):

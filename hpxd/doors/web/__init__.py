@@ -10,7 +10,6 @@ and requests in flight so the quit sequence can drain and close them.
 """
 
 import io
-import json
 import reprlib
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -26,6 +25,7 @@ from zope.interface import implementer
 from hpxd.core import errors
 from hpxd.core.doorkit import NOT_JSON, peer_text
 from hpxd.core.interfaces import IDoor
+from hpxd.core.jsonvalues import NOT_ENCODABLE, to_json
 from hpxd.core.metrics import DoorTraffic
 from hpxd.doors import Listener, fire, waiter
 
@@ -47,7 +47,7 @@ def json_body(request, status, body):
     request.setResponseCode(status)
     request.setHeader(b"content-type", JSON_TYPE)
     request.setHeader(b"cache-control", b"no-store")
-    return json.dumps(body).encode("utf-8")
+    return to_json(body).encode("utf-8")
 
 
 def json_error(request, error):
@@ -60,7 +60,7 @@ def json_answer(request, result):
     JSON is our 500 (code 100, logged) instead."""
     try:
         return json_body(request, 200, result)
-    except (TypeError, ValueError, RecursionError) as e:  # too deep: RecursionError
+    except NOT_ENCODABLE as e:
         log.error("{method} {path}: the answer is no JSON ({why}): {value}",
                   method=request.method.decode("latin-1"), path=request.path.decode("latin-1"),
                   why=f"{type(e).__name__}: {e}", value=reprlib.repr(result))

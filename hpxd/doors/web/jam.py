@@ -40,6 +40,7 @@ from twisted.web import resource, server
 from hpxd.core import errors, tree
 from hpxd.core.app import NAME_RE, arguments
 from hpxd.core.doorkit import NOT_JSON, peer_text
+from hpxd.core.jsonvalues import NOT_ENCODABLE, to_json
 from hpxd.doors.web import JSON_TYPE, NoSuchPath, json_error, wrong_method
 from hpxd.doors.web import request_environ as web_environ
 from hpxd.doors.web.console import checked_file
@@ -149,11 +150,11 @@ class Api(resource.Resource):
     def _body(self, reply, request):
         """``reply`` as the bytes of the answer, its headers set."""
         try:
-            text = json.dumps(reply, allow_nan=False)
-        except (TypeError, ValueError, RecursionError):  # a function's value that is no JSON
+            text = to_json(reply)
+        except NOT_ENCODABLE:  # a function's value that is no JSON
             log.error("an /api request's answer is not JSON: {data!r}",
                       data=reply["result"]["data"])
-            text = json.dumps(self._failed("server", errors.UnhandledError(NOT_JSON)))
+            text = to_json(self._failed("server", errors.UnhandledError(NOT_JSON)))
         request.setResponseCode(200)  # always, for a Jam.py request: see the module's text
         request.setHeader(b"content-type", JSON_TYPE)
         request.setHeader(b"cache-control", b"no-store")

@@ -29,7 +29,7 @@ from hpxd.core import errors
 from hpxd.core.app import arguments
 from hpxd.core.doorkit import BUILT_INS, NO_ANSWER, DoorKit, peer_text, repaired
 from hpxd.core.hub import COMMAND
-from hpxd.core.jsonvalues import NOT_ENCODABLE, load_json
+from hpxd.core.jsonvalues import NOT_ENCODABLE, load_json, to_json
 from hpxd.doors import Backpressure, fire, waiter
 from hpxd.doors.web import json_error
 from hpxd.doors.web.autobahn_adapter import ServerProtocol, send_close, take_over_producer
@@ -231,7 +231,7 @@ class HpxWebSocket(ServerProtocol):
 
     def _send(self, message):
         try:
-            payload = json.dumps(message).encode("utf-8")
+            payload = to_json(message).encode("utf-8")
         except NOT_ENCODABLE:
             _, error = repaired(message.get("data"), f"ws stream {message.get('streamId')!r}")
             payload = self._error_payload(message.get("streamId"), error)
