@@ -32,7 +32,9 @@ from hpxd.core.files import Files
 from hpxd.core.node import Node
 from hpxd.core.passwords import HashPool
 from hpxd.core.processes import ProcessRunner
+from hpxd.core.record_locks import RecordLocks
 from hpxd.core.records import store_from_config
+from hpxd.core.sips import SipStore
 
 
 def read_config(path):
@@ -80,6 +82,10 @@ def build_node(config, task, reactor, hash_pool=None):
                 hash_pool)
     # Files live in the records' database, which every node shares.
     node.files = Files(node, DatabaseFileStore(records.database), config.web.max_upload_bytes)
+    # Record locks and SIPs live in the backend's leases, which every node shares.
+    node.record_locks = RecordLocks(backend.leases, clock=reactor)
+    node.sips = SipStore(backend.leases, backend.sessions, config.sessions.lifespan_seconds)
+    node.on_session_end.append(node.sips.session_ended)
     return node, backend
 
 

@@ -394,6 +394,17 @@ def wait_until(predicate, timeout=10.0):
         yield task.deferLater(reactor, 0.002, lambda: None)
 
 
+async def polled(ask, expected, timeout=10.0):
+    """Call ``ask`` (returning a Deferred) again, every 10 ms of real time,
+    until it fires with ``expected``: for a TTL that must really pass on
+    Redis, where a fake clock cannot help."""
+    from twisted.internet import reactor
+    deadline = time.monotonic() + timeout
+    while await ask() != expected:
+        assert time.monotonic() < deadline, f"never got {expected!r} in time"
+        await task.deferLater(reactor, 0.01, lambda: None)
+
+
 def sleep_until_port(port, timeout=10):
     """Wait until something accepts connections on 127.0.0.1:port."""
     deadline = time.monotonic() + timeout

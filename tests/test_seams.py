@@ -10,7 +10,7 @@ from hpxd import backends, config
 from hpxd.core import errors
 from hpxd.core.hub import COMMAND, PUSH
 from hpxd.core.interfaces import IHub, IHubClient, IScope, ISessionStore
-from tests.support import started_backend, stopped_backend
+from tests.support import polled, started_backend, stopped_backend
 
 LIFESPAN = 2
 
@@ -463,3 +463,35 @@ async def test_a_lease_value_must_be_json(backend):
     failure = await outcome(backend.leases.acquire("x", "a", 1, object()))
     assert failure.check(errors.BadArguments)
     assert await backend.leases.lookup("x") is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_take_forces_a_lease_over_from_its_holder(backend):
+    leases = backend.leases
+    assert await leases.take("record", "a", 5, {"by": "a"}) is None  # it was free
+    assert await leases.take("record", "b", 5, {"by": "b"}) == "a"
+    assert await leases.lookup("record") == {"by": "b"}
+    assert await leases.acquire("record", "a", 5) is False  # b holds it now
+    assert await leases.renew([("record", "a"), ("record", "b")], 5) == [("record", "a")]
+    assert await leases.take("record", "b", 5, {"by": "b", "n": 2}) == "b"
+    assert await leases.lookup("record") == {"by": "b", "n": 2}
+    await leases.release("record", "b")
+    assert await leases.lookup("record") is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_taken_lease_frees_itself_after_its_ttl(backend):
+    leases = backend.leases
+    assert await leases.acquire("short", "a", 5) is True
+    assert await leases.take("short", "b", 0.2, 1) == "a"
+    assert await leases.lookup("short") == 1
+    await polled(lambda: leases.lookup("short"), None)
+    assert await leases.acquire("short", "a", 1) is True
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_taken_lease_value_must_be_json(backend):
+    assert await backend.leases.acquire("y", "a", 5, 1) is True
+    failure = await outcome(backend.leases.take("y", "b", 1, object()))
+    assert failure.check(errors.BadArguments)
+    assert await backend.leases.lookup("y") == 1

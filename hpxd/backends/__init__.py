@@ -17,7 +17,7 @@ class Backend:
     leases: object = None  # ILeases
     ready: object = None  # optional: a callable returning a Deferred, awaited at start
     is_ready: object = None  # optional: a callable, False while the backend cannot serve
-    # Later issues: locks (ILockStore) and sips (ISipStore) join here.
+    # Record locks and SIPs need no seam of their own: they live in ``leases``.
 
 
 def build(config, reactor):

@@ -187,6 +187,15 @@ class MemoryLeases:
         entry = self._holder(name)
         return defer.succeed(None if entry is None else json.loads(entry[1]))
 
+    def take(self, name, holder, ttl, value=None):
+        try:
+            text = dump_json(value, "lease values")
+        except errors.HpxdError as e:
+            return defer.fail(e)
+        entry = self._holder(name)
+        self._held[name] = [holder, text, self.clock.seconds() + ttl]
+        return defer.succeed(None if entry is None else entry[0])
+
 
 @implementer(IHub)
 class MemoryHub(LocalClients):

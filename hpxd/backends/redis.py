@@ -6,7 +6,8 @@ Keys (``<db>`` is the Redis database number, channels are not per database):
     hpxd:guests         sorted set: guest session id -> when it ends at the
                         latest, in ms (for [sessions] max_guest_sessions)
     hpxd:scope:<key>    scope value JSON
-    hpxd:lease:<name>   "<holder>\n<value JSON>", TTL = the lease's time (ILeases)
+    hpxd:lease:<name>   "<holder>\n<value JSON>", TTL = the lease's time (ILeases);
+                        record locks and SIPs are leases too (docs/forms.md)
     hpxd:<db>:hub       pub/sub channel of application pushes
 
 Common path cost: one command per reactor turn for all the session reads
@@ -106,8 +107,9 @@ return 0
 
 
 # Leases (ILeases): a key holds "<holder>\n<value>"; only its holder may
-# renew, change or free it, each checked and done in one script so no other
-# node can slip in between the check and the write.
+# renew, change or free it (``take`` alone overrides it, on purpose), each
+# checked and done in one script so no other node can slip in between the
+# check and the write.
 ACQUIRE_LEASE = b"""
 local v = redis.call('GET', KEYS[1])
 if v and string.sub(v, 1, #ARGV[1] + 1) ~= ARGV[1] .. '\\n' then return 0 end
@@ -126,6 +128,14 @@ for i, key in ipairs(KEYS) do
     end
 end
 return lost
+"""
+TAKE_LEASE = b"""
+local v = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1] .. '\\n' .. ARGV[3], 'PX', ARGV[2])
+if not v then return false end
+local nl = string.find(v, '\\n', 1, true)
+if nl then return string.sub(v, 1, nl - 1) end
+return v
 """
 RELEASE_LEASE = b"""
 local v = redis.call('GET', KEYS[1])
@@ -665,6 +675,15 @@ class RedisLeases:
         if isinstance(text, bytes):
             text = text.decode("utf-8")
         return json.loads(text.partition("\n")[2])
+
+    @deferred
+    async def take(self, name, holder, ttl, value=None):
+        text = dump_json(value, "lease values")
+        previous = await self.link.run("execute_command", b"EVAL", TAKE_LEASE, b"1",
+                                       self.key(name), holder, self._ms(ttl), text)
+        if isinstance(previous, bytes):
+            previous = previous.decode("utf-8")
+        return previous
 
 
 def _none(result):

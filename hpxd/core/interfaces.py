@@ -186,6 +186,12 @@ class ILeases(Interface):
     def lookup(name):
         """Fire with the value stored with ``name``, or None when nobody holds it."""
 
+    def take(name, holder, ttl, value=None):
+        """Take ``name`` for ``holder`` for ``ttl`` seconds, storing ``value``,
+        whoever holds it now (a forced take-over, in one atomic step). Fires
+        with the holder it was taken from (``holder`` itself when it held it
+        already), or None when it was free."""
+
 
 class IFileStore(Interface):
     """Where uploaded files and report results live, shared by every node.
@@ -234,5 +240,5 @@ class IFileStore(Interface):
         left half written. Fires with how many were dropped."""
 
 
-# Later issues add ILockStore (record locks) and ISipStore (QFQ SIPs) here,
-# implemented by each backend in the same way as ISessionStore.
+# Record locks (hpxd.core.record_locks) and QFQ SIPs (hpxd.core.sips) are
+# built on ILeases, so each backend serves them without a class of its own.

@@ -13,7 +13,7 @@ waited on the reactor's clock so other clients are served meanwhile.
 from twisted.cred import checkers, credentials
 from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
 from twisted.cred.portal import IRealm, Portal
-from twisted.internet import task
+from twisted.internet import defer, task
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -77,10 +77,13 @@ class Login:
 
     log = Logger()
 
-    def __init__(self, auth, sessions, hash_pool=None):
+    def __init__(self, auth, sessions, hash_pool=None, on_session_end=None):
         self.auth = auth
         self.sessions = sessions
         self.hash_pool = hash_pool  # the node's, kept across reloads (see Node.reconfigure)
+        # Callables f(session_id) run after a logout (the node's list, kept
+        # across reloads): SIPs, say, drop what they held for the session.
+        self.on_session_end = [] if on_session_end is None else on_session_end
         found = [PasswordChecker(auth.users, hash_pool)]
         if auth.guest_allowed:
             found.append(checkers.AllowAnonymousAccess())
@@ -148,4 +151,15 @@ class Login:
     async def logout(self, session, peer):
         await self.sessions.delete(session.id)
         self.log.info("logout of user {user!r} from {peer}", user=session.user_name, peer=peer)
+        await self.session_ended(session.id)
+
+    async def session_ended(self, session_id):
+        """Run every ``on_session_end`` callback (one returning a Deferred
+        is awaited). A failing one is logged, never the logout's failure:
+        the session is gone either way."""
+        for callback in list(self.on_session_end):
+            try:
+                await defer.maybeDeferred(callback, session_id)
+            except Exception:
+                self.log.failure("session-end callback {callback!r} failed", callback=callback)
 

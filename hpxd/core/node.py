@@ -14,7 +14,10 @@ class Node:
     ``sessions``, ``scope``, ``hub``, ``records``, ``dispatcher``,
     ``control``, ``files`` (uploads, downloads, reports' files:
     hpxd.core.files.Files; set by the service), ``client_names`` (ids
-    clients chose: ``introduce_self``) and ``connection_grace``.
+    clients chose: ``introduce_self``), ``connection_grace``,
+    ``record_locks`` and ``sips`` (the form door's record locks and SIPs,
+    on the backend's leases) and ``on_session_end`` (callables run with a
+    session id after a logout).
 
     ``stopper(status, command)`` is set by the service tree: it stops the
     listeners, waits for calls in flight, pushes ``command`` to every client,
@@ -36,7 +39,12 @@ class Node:
         self.client_names = client_names  # hpxd.core.clients.ClientNames
         # Seconds a session made by a connection outlives it ([sessions]).
         self.connection_grace = connection_grace
-        self.login = Login(auth, sessions, hash_pool)
+        # f(session_id) run after a logout (hpxd.core.login); a session that
+        # expires runs nothing: what is bound to it checks it is still live.
+        self.on_session_end = []
+        self.login = Login(auth, sessions, hash_pool, self.on_session_end)
+        self.record_locks = None  # hpxd.core.record_locks.RecordLocks (set by the service)
+        self.sips = None  # hpxd.core.sips.SipStore (set by the service)
         self.dispatcher = Dispatcher(self)
         self.control = ServerControl(self)
         self.files = None  # hpxd.core.files.Files, on the records' database (hpxd.service)
@@ -46,7 +54,8 @@ class Node:
         """New users, roles and guest policy (a reload): calls from now on
         are authorised, and logins checked, against ``auth``."""
         self.auth = auth
-        self.login = Login(auth, self.sessions, self.login.hash_pool)  # the same threads
+        self.login = Login(auth, self.sessions, self.login.hash_pool,  # the same threads
+                           self.on_session_end)
 
     async def session_of(self, client_id):
         """The live session of the client that goes by ``client_id``
