@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from hpxd.core import errors
 from hpxd.core.deferreds import deferred
 from hpxd.core.records import record_hash
-from hpxd.core.record_locks import CONFLICT, CONFLICT_ALLOW_FORCE, NONE, SUCCESS
+from hpxd.core.record_locks import NONE, SUCCESS
 
 DOOR = "forms"
 LOCK_ACTIONS = ("lock", "extend", "release", "force")
