@@ -26,6 +26,7 @@ ROLES = {
     "viewer": {"privileges": {"*": ["view"]}},
     "user": {"privileges": {"*": ["view", "create", "edit", "delete"]}},
     "nobody": {"privileges": {}},
+    "things_only": {"privileges": {"things": ["view"]}},
     "guest": {"privileges": {}},
 }
 
@@ -60,6 +61,7 @@ def make_dirs(tmp_path):
     (outside / "secret.txt").write_text("secret\n")
     os.symlink(outside / "secret.txt", files / "leak.txt")
     os.symlink(outside, files / "leakdir")
+    os.symlink(files / "sub" / "a.txt", files / "alias.txt")  # leads inside: allowed
     os.mkfifo(files / "pipe")  # opened, it would block a reader until a writer comes
     return files, logs
 
@@ -71,6 +73,7 @@ def make_app(tmp_path):
     task.download_root("logs", logs)
     things = task.item("things", fields=dict(FIELDS))
     things.uploads(["txt", "pdf", "png", "bin"])
+    task.item("private").uploads(["png"])
     form = things.form("thing", ["title", FormField("doc", "file"), FormField("pic", "file"),
                                  FormField("extra", label="Extra notes")])
     form.download("doc", field="doc")
@@ -117,8 +120,8 @@ def produce(node, name, record=None, params=None, role="viewer"):
                              params or {})
 
 
-async def upload(node, name, data):
-    stored = await node.files.upload(as_role("user"), "things", name, "application/x-test",
+async def upload(node, name, data, item="things"):
+    stored = await node.files.upload(as_role("user"), item, name, "application/x-test",
                                      [data])
     return stored["id"]
 
@@ -268,22 +271,33 @@ async def test_excel_is_refused_without_view_by_the_dispatcher(node):
 
 
 @pytest_twisted.ensureDeferred
-async def test_thumbnail_mode_renders_a_png_at_most_width_wide_and_caches_it(node, monkeypatch):
-    renders = []
-    real = downloads._thumbnail_bytes
+async def test_thumbnail_mode_renders_a_png_at_most_width_wide_and_caches_it(node, tmp_path,
+                                                                            monkeypatch):
+    renders, reads = [], []
+    real_render, real_read = downloads._thumbnail_bytes, downloads._read_file
     monkeypatch.setattr(downloads, "_thumbnail_bytes",
-                        lambda *a: renders.append(a) or real(*a))
+                        lambda *a: renders.append(a) or real_render(*a))
+    monkeypatch.setattr(downloads, "_read_file", lambda *a: reads.append(a) or real_read(*a))
     monkeypatch.setattr(downloads, "THUMBNAILS", downloads.ThumbnailCache())
     made = await produce(node, "thumb")
     assert (made.name, made.content_type) == ("photo-thumbnail.png", "image/png")
     image = Image.open(io.BytesIO(made.data))
     assert image.format == "PNG" and image.size == (100, 50)
     again = await produce(node, "thumb")
-    assert again.data == made.data and len(renders) == 1
+    assert again == made and len(renders) == len(reads) == 1  # from the cache, unread
+    photo = tmp_path / "files" / "photo.png"
+    photo.write_bytes(png_bytes(400, 400))  # changed: rendered again
+    assert Image.open(io.BytesIO((await produce(node, "thumb")).data)).size == (100, 100)
     pic = await upload(node, "big.png", png_bytes(300, 900))
     made = await produce(node, "thumb_pic", {"pic": pic})
     assert Image.open(io.BytesIO(made.data)).size == (150, 450)
-    assert len(renders) == 2 and len(downloads.THUMBNAILS) == 2
+    assert (await produce(node, "thumb_pic", {"pic": pic})).data == made.data
+    assert len(renders) == 3 and len(downloads.THUMBNAILS) == 3
+    assert (await produce(node, "thumb_pic", {"pic": pic}, role="things_only")).data == made.data
+    private = await upload(node, "p.png", png_bytes(20, 20), item="private")
+    await produce(node, "thumb_pic", {"pic": private}, role="user")  # now cached
+    with pytest.raises(errors.PermissionDenied):  # view on the file's item, before the cache
+        await produce(node, "thumb_pic", {"pic": private}, role="things_only")
 
 
 def test_the_thumbnail_cache_drops_the_least_recently_used():
@@ -364,6 +378,8 @@ async def test_a_client_path_is_read_under_its_root_only(node):
     made = await produce(node, "pick", params={"path": "sub/a.txt", "other": "ignored"})
     assert made.data == b"other alpha\n"
     assert (await produce(node, "pick", params={"path": "./one.pdf"})).name == "one.pdf"
+    made = await produce(node, "pick", params={"path": "alias.txt"})
+    assert (made.name, made.data) == ("alias.txt", b"other alpha\n")
 
 
 @pytest.mark.parametrize("path", [

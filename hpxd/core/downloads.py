@@ -201,21 +201,30 @@ async def produce(node, session, download, record, params):
     if not node.auth.can(session.user_info, form.item.privilege_key, download.requires):
         raise errors.PermissionDenied(f"your role {session.role!r} lacks "
                                       f"{download.requires!r} on {form.item.privilege_key!r}")
-    client = _client_relative(download, params)
+    places = _places(download, _client_relative(download, params))
     if download.mode == "excel":
         return await _excel(node, session, download)
     if download.mode == "monitor":
-        root, relative = download.paths[0] if download.paths else (download.client_path, client)
-        data = await deferToThread(_tail, _root_path(download, root), relative, download.tail)
+        root, relative = places[0]
+        data = await deferToThread(_tail, root, relative, download.tail)
         return _answer(download, safe_name(os.path.basename(relative)), "text/plain", data)
+    if download.mode == "thumbnail":
+        return await _thumbnail(node, session, download, record, places)
     budget = _Budget()
     sources = [await _field_source(node, session, record, name, budget)
                for name in download.fields]
-    for root, relative in download.paths:
-        sources.append(await _path_source(download, root, relative, budget))
+    for root, relative in places:
+        sources.append(await _path_source(root, relative, budget))
+    return await MAKERS[download.mode](download, sources)
+
+
+def _places(download, client):
+    """``(root directory, relative path)`` of each disk source: the app's
+    paths, then the client's."""
+    places = [(download.roots[root], relative) for root, relative in download.paths]
     if download.client_path is not None:
-        sources.append(await _path_source(download, download.client_path, client, budget))
-    return await MAKERS[download.mode](node, download, sources)
+        places.append((download.roots[download.client_path], client))
+    return places
 
 
 def _client_relative(download, params):
@@ -257,11 +266,17 @@ class _Budget:
     def __init__(self):
         self.left = MAX_BYTES
 
+    def check(self, count):
+        if count > self.left:
+            raise too_large()
+
     def take(self, count):
+        self.check(count)
         self.left -= count
-        if self.left < 0:
-            raise errors.BadArguments(f"the download is too large (more than {MAX_BYTES} "
-                                      "bytes)")
+
+
+def too_large():
+    return errors.BadArguments(f"the download is too large (more than {MAX_BYTES} bytes)")
 
 
 class _Source:
@@ -273,33 +288,38 @@ class _Source:
 
 
 async def _field_source(node, session, record, field, budget):
-    file_id = (record or {}).get(field)
-    if not file_id:
-        raise errors.FunctionNotFound(f"no file in {field}")
-    reader = await node.files.download(session, file_id)  # checks view on the file's item
+    reader = await _open_field(node, session, record, field)
     try:
-        if reader.size > budget.left:  # refused before a byte is read
-            budget.take(reader.size)
-        chunks = []
-        while (chunk := await reader.read()) is not None:
-            budget.take(len(chunk))
-            chunks.append(chunk)
+        return await _read_all(reader, budget)
     finally:
         await reader.close()
-    return _Source(reader.name, reader.content_type, b"".join(chunks), ("file", file_id))
 
 
-async def _path_source(download, root, relative, budget):
-    real, size, mtime, data = await deferToThread(_read_file, _root_path(download, root),
-                                                  relative, budget.left)
+async def _open_field(node, session, record, field):
+    """A Reader of the file in ``record[field]``; the file store checks
+    view on the file's own item."""
+    file_id = (record or {}).get(field)
+    if not isinstance(file_id, str) or not file_id:
+        raise errors.FunctionNotFound(f"no file in {field}")
+    return await node.files.download(session, file_id)
+
+
+async def _read_all(reader, budget):
+    budget.check(reader.size)  # refused before a byte is read
+    chunks = []
+    while (chunk := await reader.read()) is not None:
+        budget.take(len(chunk))
+        chunks.append(chunk)
+    return _Source(reader.name, reader.content_type, b"".join(chunks),
+                   ("file", reader.stored.id))
+
+
+async def _path_source(root, relative, budget):
+    real, size, mtime, data = await deferToThread(_read_file, root, relative, budget.left)
     budget.take(len(data))
-    name = safe_name(os.path.basename(real))
+    name = safe_name(os.path.basename(relative))  # the name given, not a symlink's target
     content_type = mimetypes.guess_type(name)[0] or OCTET_STREAM
     return _Source(name, content_type, data, ("path", real, size, mtime))
-
-
-def _root_path(download, root):
-    return download.roots[root]
 
 
 # -- disk (worker threads) -----------------------------------------------------------------
@@ -334,12 +354,20 @@ def _read_file(root, relative, limit):
     with f:
         info = os.fstat(f.fileno())
         if info.st_size > limit:
-            raise errors.BadArguments(f"the download is too large (more than {MAX_BYTES} "
-                                      "bytes)")
+            raise too_large()
         data = f.read(limit + 1)  # the file may have grown since fstat
     if len(data) > limit:
-        raise errors.BadArguments(f"the download is too large (more than {MAX_BYTES} bytes)")
+        raise too_large()
     return real, info.st_size, info.st_mtime_ns, data
+
+
+def _identity(root, relative):
+    """What a disk file's thumbnail is cached by: its real path, size and
+    modification time (a changed file is rendered again)."""
+    real, f = _open_inside(root, relative)
+    with f:
+        info = os.fstat(f.fileno())
+    return ("path", real, info.st_size, info.st_mtime_ns)
 
 
 def _tail(root, relative, lines):
@@ -365,12 +393,12 @@ def _tail(root, relative, lines):
 # -- modes ---------------------------------------------------------------------------------
 
 
-async def _file(node, download, sources):
+async def _file(download, sources):
     source = sources[0]
     return _answer(download, source.name, source.content_type, source.data)
 
 
-async def _zip(node, download, sources):
+async def _zip(download, sources):
     data = await deferToThread(_zip_bytes, sources)
     return File(download.filename or safe_name(f"{download.form.name}-{download.name}.zip"),
                 "application/zip", data)
@@ -400,7 +428,7 @@ def member_names(names):
     return out
 
 
-async def _pdf(node, download, sources):
+async def _pdf(download, sources):
     data = await deferToThread(_pdf_bytes, sources)
     return File(download.filename or safe_name(f"{download.form.name}-{download.name}.pdf"),
                 "application/pdf", data)
@@ -454,15 +482,33 @@ class ThumbnailCache:
 THUMBNAILS = ThumbnailCache()
 
 
-async def _thumbnail(node, download, sources):
-    source = sources[0]
-    key = (source.key, download.width)
-    data = THUMBNAILS.get(key)
-    if data is None:
-        data = await deferToThread(_thumbnail_bytes, source, download.width)
-        THUMBNAILS.put(key, data)
-    stem = os.path.splitext(source.name)[0] or "thumbnail"
+async def _thumbnail(node, session, download, record, places):
+    """Streamed from the cache when the source is unchanged (its identity
+    known before it is read), else rendered and kept."""
+    if download.fields:
+        reader = await _open_field(node, session, record, download.fields[0])
+        try:
+            key, name = ("file", reader.stored.id), reader.name
+            data = THUMBNAILS.get((key, download.width))
+            if data is None:
+                data = await _rendered(await _read_all(reader, _Budget()), download.width)
+        finally:
+            await reader.close()
+    else:
+        root, relative = places[0]
+        key = await deferToThread(_identity, root, relative)
+        name = safe_name(os.path.basename(relative))
+        data = THUMBNAILS.get((key, download.width))
+        if data is None:
+            data = await _rendered(await _path_source(root, relative, _Budget()), download.width)
+    stem = os.path.splitext(name)[0] or "thumbnail"
     return File(download.filename or safe_name(f"{stem}-thumbnail.png"), "image/png", data)
+
+
+async def _rendered(source, width):
+    data = await deferToThread(_thumbnail_bytes, source, width)
+    THUMBNAILS.put((source.key, width), data)
+    return data
 
 
 def _thumbnail_bytes(source, width):
@@ -525,4 +571,4 @@ def _cell(sheet, value, illegal):
     return cell
 
 
-MAKERS = {"file": _file, "zip": _zip, "thumbnail": _thumbnail, "pdf": _pdf}
+MAKERS = {"file": _file, "zip": _zip, "pdf": _pdf}  # modes made of read sources
