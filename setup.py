@@ -12,7 +12,8 @@ setup(
     # The console page's files (hpxd/doors/web/console/) are served from the package.
     package_data={"twisted": ["plugins/hpxd_plugin.py"], "hpxd": ["hpxd.toml"],
                   "hpxd.doors.web": ["console/index.html", "console/console.js",
-                                     "console/console.css"]},
+                                     "console/console.css", "forms/hpxd-forms.js",
+                                     "forms/hpxd-forms.css"]},
     install_requires=[
         "Twisted[tls]>=24.7",
         "autobahn>=24.4",

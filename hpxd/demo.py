@@ -29,7 +29,7 @@ import time
 
 from twisted.internet import reactor, task as ttask
 
-from hpxd.app import Task, record_hash
+from hpxd.app import FormField, Task, record_hash
 
 task = Task("demo")
 
@@ -228,3 +228,51 @@ def ext_request(item, path, params, environ):
     if path == "echo":
         return {"path": path, "params": params, "peer": environ["peer"]}
     raise item.error(f"the demo has no /ext/{path}")
+
+
+# -- forms (docs/forms.md): /forms/contact, /forms/contact-list ---------------------
+# A contact form over the QFQ protocol: "company" shows only while
+# "has_company" is ticked (a rule), "country" suggests from the countries
+# table (typeahead), "avatar" takes an image and offers its thumbnail.
+
+COUNTRY_NAMES = (
+    "Argentina", "Australia", "Austria", "Belgium", "Brazil", "Canada", "Chile", "China",
+    "Czechia", "Denmark", "Egypt", "Estonia", "Finland", "France", "Germany", "Greece",
+    "Hungary", "Iceland", "India", "Ireland", "Italy", "Japan", "Kenya", "Mexico",
+    "Netherlands", "New Zealand", "Norway", "Poland", "Portugal", "South Africa",
+    "South Korea", "Spain", "Sweden", "Switzerland", "Turkey", "United Kingdom",
+    "United States", "Uruguay")
+
+countries = task.item("countries", fields={"name": "text"})
+contacts = task.item("contacts", fields={
+    "name": "text", "email": "text", "has_company": "boolean", "company": "text",
+    "country": "text", "avatar": "text", "position": "integer"})
+contacts.uploads(["png", "jpg", "jpeg", "gif", "webp"])
+
+contact = contacts.form("contact", [
+    FormField("name", required=True, max_length=100),
+    FormField("email", label="E-mail", max_length=254,
+              pattern=r"[^@\s]+@[^@\s]+\.[^@\s]+", pattern_message="is not an e-mail address"),
+    FormField("has_company", label="Works for a company"),
+    FormField("company", max_length=100),
+    FormField("country", typeahead=("countries", "name"), max_length=100),
+    FormField("avatar", "file", label="Avatar (an image)"),
+], lock="exclusive", caption="Contact", close_url="/forms/contact-list")
+contact.table_view("contact-list", ["name", "email", "company", "country"],
+                   order_field="position", caption="Contacts")
+
+
+@contact.rule
+def company_when_ticked(values):
+    """The company field shows, and is required, only for someone who works for one."""
+    ticked = bool(values.get("has_company"))
+    return {"company": {"hidden": not ticked, "required": ticked}}
+
+
+@task.process("add_countries")
+async def add_countries(ctx):
+    """Fills the countries table once, when it is empty (runs once in the cluster)."""
+    countries = ctx.records("countries")
+    if await countries.count() == 0:
+        await countries.apply(insert=[{"name": name} for name in COUNTRY_NAMES])
+        ctx.log.info("added {n} countries", n=len(COUNTRY_NAMES))

@@ -186,14 +186,16 @@ class Item:
 
         return register(fn) if fn is not None else register
 
-    def form(self, name, fields, *, lock="exclusive", caption=None):
+    def form(self, name, fields, *, lock="exclusive", caption=None, close_url=None):
         """Declare a form on this table-backed item (docs/forms.md):
         ``fields`` lists ``hpxd.app.FormField`` objects or field names;
-        ``lock`` is "exclusive", "advisory" or "none". Form names are
-        unique in the task. Returns the Form, for ``@form.rule``."""
-        if isinstance(name, str) and self.task.form_by_name(name) is not None:
-            raise ValueError(f"the task already has a form {name!r}")
-        form = Form(self, name, fields, lock, caption)
+        ``lock`` is "exclusive", "advisory" or "none"; ``close_url`` is
+        where "save and close" and a delete lead (None: back one page).
+        Form names are unique in the task. Returns the Form, for ``@form.rule``."""
+        if isinstance(name, str) and (self.task.form_by_name(name) is not None
+                                      or name in self.task._views):
+            raise ValueError(f"the task already has a form or table view {name!r}")
+        form = Form(self, name, fields, lock, caption, close_url)
         self.forms[name] = self.task._forms[name] = form
         return form
 
@@ -229,6 +231,7 @@ class Task(Item):
         self.ext_handler = None  # @task.on_ext_request
         self.ext_public = frozenset()  # /ext paths served without a token
         self._forms = {}  # every item's forms by name (form names are task-wide)
+        self._views = {}  # every form's table views by name (hpxd.core.forms.TableView)
         # name -> absolute directory a form's download may read (download_root())
         self.download_roots = {}
         super().__init__(None, None, name, caption=caption)
@@ -254,6 +257,9 @@ class Task(Item):
 
     def form_by_name(self, name):
         return self._forms.get(name)
+
+    def table_view_by_name(self, name):
+        return self._views.get(name)
 
     def download_root(self, name, path):
         """Declare the directory ``path`` (it must exist) as download root

@@ -306,7 +306,7 @@ class FormField:
 class Form:
     """A form on a table-backed item (``item.form(...)``)."""
 
-    def __init__(self, item, name, fields, lock="exclusive", caption=None):
+    def __init__(self, item, name, fields, lock="exclusive", caption=None, close_url=None):
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise ValueError(f"form name {name!r} must be a Python identifier")
         if not item.fields:
@@ -318,6 +318,14 @@ class Form:
             raise ValueError(f"form {name!r}: caption must be a string")
         self.item, self.name, self.lock = item, name, lock
         self.caption = caption or name.replace("_", " ").capitalize()
+        if close_url is not None and not (isinstance(close_url, str)
+                                          and close_url.startswith("/")
+                                          and not close_url.startswith("//")
+                                          and "\\" not in close_url):
+            raise ValueError(f"form {name!r}: close_url must be a path on this server "
+                             "('/forms/...'), not another site")
+        self.close_url = close_url  # where "save,close" and a delete lead; None: back
+        self.table_views = {}  # name -> TableView (form.table_view)
         if not isinstance(fields, (list, tuple)):
             raise ValueError(f"form {name!r}: fields must be a list of FormField objects "
                              "or field names")
@@ -337,6 +345,17 @@ class Form:
         self.downloads = {}  # name -> hpxd.core.downloads.Download (download())
 
     # -- declaration -----------------------------------------------------------------
+
+    def table_view(self, name, columns, *, order_field=None, caption=None):
+        """A page ``/forms/<name>`` listing the item's records, one row per
+        record with a link to this form; ``order_field`` (an integer field
+        of the table) keeps the rows' order and lets users reorder them by
+        drag and drop. View names are unique among the task's forms and views."""
+        view = TableView(self, name, columns, order_field, caption)
+        if self.item.task.form_by_name(name) is not None or name in self.item.task._views:
+            raise ValueError(f"the task already has a form or table view {name!r}")
+        self.table_views[name] = self.item.task._views[name] = view
+        return view
 
     def rule(self, fn):
         """``@form.rule``: ``fn(values)`` returns ``{field: {"hidden": bool,
@@ -476,12 +495,48 @@ class Form:
 
     def describe(self):
         return {"name": self.name, "caption": self.caption, "item": self.item.path,
-                "item_id": self.item.id, "lock": self.lock,
+                "item_id": self.item.id, "lock": self.lock, "close_url": self.close_url,
+                "table_views": list(self.table_views),
                 "rules": bool(self.rules),  # false: nothing changes as values change
                 "fields": [f.describe() for f in self.fields.values()]}
 
     def __repr__(self):
         return f"<Form {self.name!r} on {self.item.path!r}>"
+
+
+VIEW_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+
+
+class TableView:
+    """A list of a form's records (``form.table_view``): ``columns`` are
+    fields of the item's table, ``order_field`` an integer field that
+    holds the rows' order (drag and drop), or None (ordered by id)."""
+
+    def __init__(self, form, name, columns, order_field=None, caption=None):
+        if not isinstance(name, str) or not VIEW_NAME_RE.match(name):
+            raise ValueError(f"table view name {name!r} must be letters, digits, '_' or '-'")
+        where = f"table view {name!r}"
+        fields = form.item.fields
+        if not isinstance(columns, (list, tuple)) or not columns or any(
+                c not in fields for c in columns):
+            raise ValueError(f"{where}: columns must be a non-empty list of fields of "
+                             f"{form.item.path!r} ({', '.join(fields)})")
+        if order_field is not None and fields.get(order_field) != "integer":
+            raise ValueError(f"{where}: order_field must be an integer field of the table")
+        if caption is not None and not isinstance(caption, str):
+            raise ValueError(f"{where}: caption must be a string")
+        self.form, self.name, self.columns = form, name, list(columns)
+        self.order_field = order_field
+        self.caption = caption or form.item.caption
+
+    def labels(self):
+        """Each column's heading: the form field's label, else the field's name."""
+        return [self.form.fields[c].label if c in self.form.fields
+                else c.replace("_", " ").capitalize() for c in self.columns]
+
+    def describe(self):
+        return {"name": self.name, "form": self.form.name, "caption": self.caption,
+                "columns": self.columns, "order_field": self.order_field}
 
 
 def _not_a_message(check, message):

@@ -6,6 +6,7 @@ from twisted.logger import Logger
 from hpxd.core import errors
 from hpxd.core.control import ServerControl
 from hpxd.core.dispatch import Dispatcher
+from hpxd.core.form_service import FormService
 from hpxd.core.login import Login
 
 
@@ -16,7 +17,7 @@ class Node:
     hpxd.core.files.Files; set by the service), ``client_names`` (ids
     clients chose: ``introduce_self``), ``connection_grace``,
     ``record_locks`` and ``sips`` (the form door's record locks and SIPs,
-    on the backend's leases) and ``on_session_end`` (callables run with a
+    on the backend's leases), ``forms`` (the form door's calls) and ``on_session_end`` (callables run with a
     session id after a logout).
 
     ``stopper(status, command)`` is set by the service tree: it stops the
@@ -45,6 +46,7 @@ class Node:
         self.login = Login(auth, sessions, hash_pool, self.on_session_end)
         self.record_locks = None  # hpxd.core.record_locks.RecordLocks (set by the service)
         self.sips = None  # hpxd.core.sips.SipStore (set by the service)
+        self.forms = FormService(self)  # the form door's calls (hpxd.core.form_service)
         self.dispatcher = Dispatcher(self)
         self.control = ServerControl(self)
         self.files = None  # hpxd.core.files.Files, on the records' database (hpxd.service)

@@ -60,6 +60,15 @@ class ProcessContext:
     def scope(self):
         return self._node.scope
 
+    def records(self, path):
+        """The records of the table-backed item at ``path`` (a
+        ``hpxd.core.records.RecordTable``, docs/records.md): a process is
+        the server's own work, so no session's privileges apply."""
+        item = self._node.task.item_by_name(path)
+        if item is None or not item.fields or self._node.records is None:
+            raise errors.FunctionNotFound(f"no table-backed item {path!r}")
+        return self._node.records.table(item)
+
     def push(self, action, data=None, client_id=None):
         """Push ``action``/``data`` to every client of every node, or to the
         one client that goes by ``client_id``. Fires when it is sent."""

@@ -40,6 +40,7 @@ WEB_RESOURCES = {
     "download": "hpxd.doors.web.files.Download",  # GET /download/<id>: a stored file
     "ajax": "hpxd.doors.web.ajax.AjaxResource",  # Heapkeeper-style calls
     "ext": "hpxd.doors.web.ext.ExtResource",  # other services -> @task.on_ext_request
+    "forms": "hpxd.doors.web.forms_door.Forms",  # QFQ's forms: pages and /forms/api/ (docs/forms.md)
 }
 
 

@@ -270,8 +270,8 @@ class Request(server.Request):
     def __init__(self, channel, *args, **kwargs):
         super().__init__(channel, *args, **kwargs)
         site = channel.site
-        segments = getattr(site, "upload_segments", frozenset())
-        self.takes_upload = bool(segments) and first_segment(request_line(channel)) in segments
+        paths = getattr(site, "upload_segments", frozenset())
+        self.takes_upload = bool(paths) and takes_upload(request_line(channel), paths)
         if self.takes_upload:
             self.body_cap, self.body_cap_why = site.max_upload_bytes, "[web] max_upload_bytes"
         else:
@@ -355,13 +355,13 @@ def _is_multipart(request):
     return kind[0].split(b";", 1)[0].strip().lower() == b"multipart/form-data"
 
 
-def first_segment(target):
-    """The first path segment of a request-target (``b"/upload?item=3"``:
-    ``b"upload"``), unquoted as twisted.web's resource lookup unquotes it;
-    None for no target."""
+def takes_upload(target, paths):
+    """Whether the request-target ``target`` is at or below one of ``paths``
+    (``b"upload"``, ``b"forms/api/file"``: unquoted, no leading slash)."""
     if not target:
-        return None
-    return unquote_to_bytes(target.split(b"?", 1)[0][1:].split(b"/", 1)[0])
+        return False
+    path = unquote_to_bytes(target.split(b"?", 1)[0][1:])
+    return any(path == p or path.startswith(p + b"/") for p in paths)
 
 
 # -- the one adapter over twisted.web's HTTPChannel -------------------------------
@@ -435,8 +435,9 @@ class WebSite(server.Site):
         super().__init__(root, timeout=IDLE_TIMEOUT, reactor=reactor, requestFactory=Request)
         self.max_body_bytes = max_body_bytes
         self.max_body_bytes_why = max_body_bytes_why  # where the cap comes from, for the error
-        # First path segments (bytes) whose requests may bring bodies up to
-        # max_upload_bytes (resources that ``takes_uploads``).
+        # Paths (bytes: a first segment, or a deeper path) whose requests, at
+        # or below them, may bring bodies up to max_upload_bytes (resources
+        # that ``takes_uploads``).
         self.max_upload_bytes = max_upload_bytes
         self.upload_segments = frozenset(upload_segments) if max_upload_bytes else frozenset()
         self.body_timeout = BODY_TIMEOUT
@@ -529,8 +530,13 @@ def build_root(node, config, reactor):
     uploads = set()
     for segment, factory_path in WEB_RESOURCES.items():
         made = namedAny(factory_path)(node, config, reactor)
-        if getattr(made, "takes_uploads", False):  # bodies up to [web] max_upload_bytes
+        # Bodies up to [web] max_upload_bytes: every path of the resource
+        # (takes_uploads = True), or only the sub-paths it names.
+        paths = getattr(made, "takes_uploads", False)
+        if paths is True:
             uploads.add(segment.encode("ascii"))
+        elif paths:
+            uploads.update(segment.encode("ascii") + b"/" + p for p in paths)
         # An upgrade is no body to compress; a file is sent as it is stored
         # (``gzip = False``: compressing a big download would hold the reactor).
         if segment != "ws" and getattr(made, "gzip", True):

@@ -17,8 +17,6 @@ or a transient guest's that a function giving it data stores (and the
 answer sets the cookie).
 """
 
-from urllib.parse import parse_qs
-
 from twisted.internet import defer
 from twisted.web import resource
 
@@ -28,15 +26,13 @@ from hpxd.core.jsonvalues import load_json
 from hpxd.doors.web import (json_answer, json_error, json_later, request_environ,
                              wrong_method)
 from hpxd.doors.web.cookies import keep_session, session_now, session_of
-from hpxd.doors.web.multipart_body import form_fields
+from hpxd.doors.web.params import raw_fields
 from hpxd.doors.web.origin import OriginCheck
 
 DOOR = "ajax"
 JSON_MARK = "\x00"
 POST_ONLY = (b"POST",)
 GET_TOO = (b"GET", b"HEAD", b"POST")
-URLENCODED = b"application/x-www-form-urlencoded"
-MULTIPART = b"multipart/form-data"
 
 
 def function_name(request):
@@ -48,47 +44,6 @@ def function_name(request):
         return request.postpath[0].decode("utf-8")
     except UnicodeDecodeError:
         raise errors.FunctionNotFound("a function name is UTF-8 text") from None
-
-
-def content_type(request):
-    return (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
-
-
-def raw_fields(request):
-    """Every parameter of the request as ``[(name, value)]`` (bytes), query
-    string first, then a form body's."""
-    query = request.uri.partition(b"?")[2]
-    kind = content_type(request) if request.method == b"POST" else None
-    if kind not in (None, URLENCODED, MULTIPART) and _has_body(request):
-        raise errors.ParsingError(f"a POST body to /ajax must be {URLENCODED.decode()} or "
-                                  f"{MULTIPART.decode()}, not {kind.decode('latin-1')[:100]!r}")
-    if kind == URLENCODED and not query:
-        # twisted.web parsed the form body into request.args already (and
-        # only that, with no query string): no need to parse it again.
-        return [(name, value) for name, values in request.args.items() for value in values]
-    fields = _pairs(parse_qs(query, keep_blank_values=True))
-    if kind == URLENCODED:
-        fields += _pairs(parse_qs(_body(request), keep_blank_values=True))
-    elif kind == MULTIPART:  # the web door kept it from twisted.web (multipart_body.py)
-        fields += form_fields(request)
-    return fields
-
-
-def _pairs(parsed):
-    return [(name, value) for name, values in parsed.items() for value in values]
-
-
-def _has_body(request):
-    if request.content is None:
-        return False
-    return request.content.seek(0, 2) > 0
-
-
-def _body(request):
-    if request.content is None:
-        return b""
-    request.content.seek(0)
-    return request.content.read()
 
 
 def keyword_arguments(fields):

@@ -32,6 +32,10 @@ from hpxd.doors.web import NoSuchPath, wrong_method
 FILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "console")
 PAGE = os.path.join(FILES, "index.html")
 CONSOLE_FILES = ("console.js", "console.css")  # what /console/ serves, nothing else
+# The form door's client (hpxd/doors/web/forms_pages.py), served under
+# /static/ whatever [web] static_dir holds: the form pages load it from there.
+FORMS_FILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "forms")
+FORMS_CLIENT = ("hpxd-forms.js", "hpxd-forms.css")
 
 # Browsers revalidate every time (If-Modified-Since, answered 304 by
 # twisted.web while the file is unchanged): a new version shows at once.
@@ -127,7 +131,8 @@ def checked_file(path):
 
 
 class StaticFiles(resource.Resource):
-    """``/static/<path>``: the files of ``[web] static_dir`` ("" = none)."""
+    """``/static/<path>``: the form door's client (FORMS_CLIENT), and the
+    files of ``[web] static_dir`` ("" = none)."""
 
     isLeaf = True
 
@@ -142,6 +147,9 @@ class StaticFiles(resource.Resource):
                      root=self.root)
 
     def render(self, request):
+        name = request.postpath[0].decode("latin-1") if len(request.postpath) == 1 else None
+        if name in FORMS_CLIENT:
+            return checked_file(os.path.join(FORMS_FILES, name)).render(request)
         if self.root is None:
             return NoSuchPath().render(request)
         gone = []  # the client hung up before the lookup was done
