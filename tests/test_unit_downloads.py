@@ -425,3 +425,22 @@ async def test_a_download_past_the_byte_cap_is_refused(node, monkeypatch):
     doc = await upload(node, "long.txt", b"x" * 20)
     with pytest.raises(errors.BadArguments, match="too large"):
         await produce(node, "doc", {"doc": doc})
+
+
+# -- through the form service (node.forms, what the door calls) ---------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_form_service_makes_a_download_its_sip_names(node):
+    session = await node.login.login("ed", "pw", "test")
+    doc = await upload(node, "r.txt", b"report\n")
+    [record_id] = await node.dispatcher.records(session, "things", "apply", {"insert": [
+        {"title": "t", "doc": doc}]}, ENV)
+    page = await node.forms.open_form(session, "thing", record_id)
+    sips = page["downloads"]
+    made = await node.forms.download(session, sips["doc"], {})
+    assert (made.name, made.data) == ("r.txt", b"report\n")
+    with pytest.raises(errors.PermissionDenied, match="outside the download root"):
+        await node.forms.download(session, sips["pick"], {"path": "../outside/secret.txt"})
+    made = await node.forms.download(session, sips["pick"], {"path": "a.txt", "_": "1"})
+    assert made.data == b"alpha\n"  # refused input left the node serving
