@@ -357,6 +357,10 @@ async def test_monitor_answers_the_last_lines_reading_only_the_end(node, tmp_pat
 async def test_monitor_of_a_short_log_without_a_final_newline(node, tmp_path):
     (tmp_path / "logs" / "app.log").write_bytes(b"one\ntwo")
     assert (await produce(node, "log")).data == b"one\ntwo"
+    (tmp_path / "logs" / "app.log").write_bytes(b"a\nb\nc\r50%\r100%\nd\n")
+    assert (await produce(node, "log")).data == b"b\nc\r50%\r100%\nd\n"  # lines end at \n
+    (tmp_path / "logs" / "app.log").write_bytes(b"")
+    assert (await produce(node, "log")).data == b""
 
 
 @pytest_twisted.ensureDeferred

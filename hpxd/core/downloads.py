@@ -387,7 +387,9 @@ def _tail(root, relative, lines):
             newlines += block.count(b"\n")
             total += len(block)
     data = b"".join(reversed(blocks))
-    return b"".join(data.splitlines(keepends=True)[-lines:])
+    end = b"\n" if data.endswith(b"\n") else b""  # lines end at "\n" only (a "\r" is kept)
+    body = data[:-1] if end else data
+    return b"\n".join(body.split(b"\n")[-lines:]) + end if data else b""
 
 
 # -- modes ---------------------------------------------------------------------------------
