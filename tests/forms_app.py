@@ -2,9 +2,15 @@
 forms on it with each lock mode, a rule, a file field, a table view, and a
 second table whose view no drag of the first may reach."""
 
+import os
+
 from hpxd.app import FormField, Task
 
 task = Task("formsapp")
+# The download tests' files (tests/test_forms_api.py makes the directory).
+FILES = os.environ.get("HPXD_TEST_FORMS_FILES")
+if FILES:
+    task.download_root("files", FILES)
 
 tags = task.item("tags", fields={"name": "text"})
 notes = task.item("notes", fields={
@@ -22,6 +28,15 @@ note = notes.form("note", [
     FormField("tag", typeahead=("tags", "name")),
     FormField("attachment", "file"),
 ], lock="exclusive", close_url="/forms/note-list")
+note.download("attachment", field="attachment")
+note.download("attachment_text", field="attachment", output="json")
+note.download("thumb", "thumbnail", field="attachment", width=20)
+note.download("export", "excel", filename="notes.xlsx")
+if FILES:
+    note.download("log", "monitor", path="files:app.log", tail=3)
+    note.download("pdfs", "pdf", paths=["files:a.pdf", "files:b.pdf"], filename="both.pdf")
+    note.download("bundle", "zip", paths=["files:a.pdf", "files:app.log"])
+    note.download("any", client_path="files")
 note.table_view("note-list", ["title", "size"], order_field="position", caption="Notes")
 
 memo = notes.form("memo", ["title", "body"], lock="advisory")

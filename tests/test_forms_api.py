@@ -2,11 +2,17 @@
 running tests/forms_app.py: every endpoint and response kind, SIPs, record
 hashes, locks, files, typeahead, drag and drop, saved views, bad input."""
 
+import io
 import json
+import os
 import re
 import uuid
+import zipfile
 
+import openpyxl
+import pypdf
 import pytest
+from PIL import Image
 
 from tests.forms_http import FORM_TYPE, User, forms_config
 from tests.support import Daemon, free_port, wait_until
@@ -16,13 +22,31 @@ MULTIPART_BOUNDARY = "----hpxd-forms-test"
 
 
 @pytest.fixture(scope="module")
-def port(tmp_path_factory):
+def files(tmp_path_factory):
+    """The download root of tests/forms_app.py: two PDFs, a log, a symlink out."""
+    root = tmp_path_factory.mktemp("forms-files")
+    for name in ("a.pdf", "b.pdf"):
+        writer = pypdf.PdfWriter()
+        writer.add_blank_page(width=72, height=72)
+        with open(root / name, "wb") as f:
+            writer.write(f)
+    (root / "app.log").write_text("".join(f"line {n}\n" for n in range(1, 101)))
+    outside = tmp_path_factory.mktemp("forms-outside") / "secret.txt"
+    outside.write_text("secret")
+    (root / "link-out.txt").symlink_to(outside)
+    return root
+
+
+@pytest.fixture(scope="module")
+def port(tmp_path_factory, files):
     web_port = free_port()
     daemon = Daemon(tmp_path_factory.mktemp("forms"), forms_config(web_port), name="forms")
+    os.environ["HPXD_TEST_FORMS_FILES"] = str(files)  # the daemon inherits it
     try:
         daemon.start()
         yield web_port
     finally:
+        del os.environ["HPXD_TEST_FORMS_FILES"]
         daemon.stop()
 
 
@@ -62,8 +86,8 @@ def multipart(fields, filename, content, content_type="text/plain"):
     return body, {"content-type": f"multipart/form-data; boundary={MULTIPART_BOUNDARY}"}
 
 
-def upload(user, page, name, filename, content):
-    body, headers = multipart({"s": page.sip, "name": name}, filename, content)
+def upload(user, page, name, filename, content, content_type="text/plain"):
+    body, headers = multipart({"s": page.sip, "name": name}, filename, content, content_type)
     return user.send("POST", "/forms/api/file?action=upload", body, headers)
 
 
@@ -501,3 +525,74 @@ def test_a_saved_view_is_listed_for_its_owner_and_public_ones_for_all(alice, bob
                                          "view": view}), 403, 406, "log in")
     refused(save_view(guest, guest_sip, {"name": "g", "public": True, "tableId": "note-list",
                                          "view": view}), 403, 406, "edit")
+
+
+# -- downloads ---------------------------------------------------------------------------
+
+def png(width, height):
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 30)).save(out, "PNG")
+    return out.getvalue()
+
+
+def fetch(user, href):
+    reply = user.send("GET", href)
+    assert reply.status == 200, reply
+    return reply
+
+
+def test_a_file_fields_download_and_thumbnail(alice):
+    page = alice.page("note")
+    image = png(64, 32)
+    file_id = ok(upload(alice, page, "attachment", "pic.png", image, "image/png"))["file"]["id"]
+    record_id = ok(alice.save(page, {"title": "pic", "attachment": file_id}))["record-id"]
+    page = alice.page("note", record_id)
+    reply = fetch(alice, page.download_href("attachment"))
+    assert reply.raw == image and reply.headers["content-type"] == "image/png"
+    assert reply.headers["content-disposition"].startswith('inline; filename="pic.png"')
+    assert reply.headers["pragma"] == "no-cache" and reply.headers["expires"] == "0"
+    assert reply.headers["content-length"] == str(len(image))
+    thumb = Image.open(io.BytesIO(fetch(alice, page.download_href("thumb")).raw))
+    assert thumb.format == "PNG" and thumb.size == (20, 10)
+
+
+def test_a_download_as_json_for_the_clipboard(alice):
+    page = alice.page("note")
+    file_id = ok(upload(alice, page, "attachment", "clip.txt", "copy me ✓".encode()))["file"]["id"]
+    record_id = ok(alice.save(page, {"title": "clip", "attachment": file_id}))["record-id"]
+    reply = fetch(alice, alice.page("note", record_id).download_href("attachment_text"))
+    assert reply.json() == {"status": "success", "message": "", "text": "copy me ✓"}
+
+
+def test_monitor_pdf_zip_and_excel_downloads(alice):
+    alice.new_record("note", {"title": "for the export", "size": "7"})
+    page = alice.page("note")
+    assert fetch(alice, page.download_href("log")).text == "line 98\nline 99\nline 100\n"
+    pdf = pypdf.PdfReader(io.BytesIO(fetch(alice, page.download_href("pdfs")).raw))
+    assert len(pdf.pages) == 2
+    bundle = zipfile.ZipFile(io.BytesIO(fetch(alice, page.download_href("bundle")).raw))
+    assert sorted(bundle.namelist()) == ["a.pdf", "app.log"]
+    reply = fetch(alice, alice.page("note-list").download_href("export"))
+    assert 'filename="notes.xlsx"' in reply.headers["content-disposition"]
+    sheet = openpyxl.load_workbook(io.BytesIO(reply.raw)).active
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0][:3] == ("Title", "Body", "Size")
+    assert ("for the export", 7) in [(row[0], row[2]) for row in rows[1:]]
+
+
+def test_a_download_never_leaves_its_root(alice):
+    href = alice.page("note").download_href("any")
+    assert fetch(alice, href + "&path=a.pdf").raw.startswith(b"%PDF")
+    for path, status, code in (("../forms-outside/secret.txt", 403, 406),
+                               ("/etc/passwd", 403, 406), ("link-out.txt", 403, 406),
+                               ("a.pdf%00.txt", 403, 406), ("nosuch.pdf", 404, 404)):
+        reply = alice.send("GET", href + "&path=" + path)
+        assert reply.status in (status, 400), (path, reply)
+        assert reply.json()["status"] == "error" and "secret" not in reply.text
+
+
+def test_a_download_sip_is_its_sessions_and_for_downloads_only(alice, bob):
+    page = alice.page("note")
+    refused(bob.send("GET", page.download_href("log")), 403, 406, "another session")
+    refused(alice.get("download", s=page.sip), 403, 406, "download")
+    refused(alice.get("download.php", s="x" * 32), 403, 406)

@@ -85,8 +85,8 @@ class FormService:
                                               [f.name for f in form.fields.values()
                                                if f.typeahead]),
                 "downloads": await self._sips(session, form, record_id, "download",
-                                              list(getattr(form, "downloads", {}))
-                                              if record_id else [])}
+                                              [d.name for d in form.downloads.values()
+                                               if record_id or not d.fields])}
 
     @deferred
     async def open_view(self, session, name):
@@ -98,7 +98,10 @@ class FormService:
                                    {"order_by": order, "limit": self._max_rows()})
         await self._stored(session)
         sip = await self.node.sips.issue(session.id, view.name, None, {"use": "table"})
-        return {"view": view, "rows": rows, "sip": sip,
+        form = view.form
+        downloads = await self._sips(session, form, None, "download",
+                                     [d.name for d in form.downloads.values() if not d.fields])
+        return {"view": view, "rows": rows, "sip": sip, "downloads": downloads,
                 "views": await self._visible_views(session, view)}
 
     # -- load, save, delete ----------------------------------------------------------
@@ -219,7 +222,7 @@ class FormService:
         download the SIP names (hpxd.core.downloads)."""
         from hpxd.core.downloads import produce  # the download modes' libraries load late
         form, sip = await self._sip(session, token, "download")
-        download = getattr(form, "downloads", {}).get(sip.params.get("name"))
+        download = form.downloads.get(sip.params.get("name"))
         if download is None:
             raise errors.FunctionNotFound("this download is no longer offered: reload the page")
         record = None
