@@ -5,6 +5,7 @@ tests/test_forms_nodes.py)."""
 
 import json
 import re
+import time
 import uuid
 from html import unescape
 from urllib.parse import urlencode
@@ -129,3 +130,12 @@ class User:
         body = reply.json()
         assert reply.status == 200 and body["status"] == "success", reply
         return body["record-id"]
+
+
+def until(predicate, timeout=10.0, interval=0.05):
+    """Block until ``predicate()`` is true (a test without a reactor
+    polling a real daemon: tests.support.wait_until is the reactor's)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(interval)

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import time
 import uuid
 import zipfile
 
@@ -14,8 +15,8 @@ import pypdf
 import pytest
 from PIL import Image
 
-from tests.forms_http import FORM_TYPE, User, forms_config
-from tests.support import Daemon, free_port, wait_until
+from tests.forms_http import FORM_TYPE, User, forms_config, until
+from tests.support import Daemon, free_port
 from tests.web_http import request
 
 MULTIPART_BOUNDARY = "----hpxd-forms-test"
@@ -453,7 +454,7 @@ def test_typeahead_suggests_matching_records_under_either_sip_name(alice):
 
     def suggestions(**params):
         return ok(alice.get("typeahead.php", **params))["typeahead"]
-    wait_until(lambda: suggestions(sip=sip, query="Swi"))  # the tags are added at start
+    until(lambda: suggestions(sip=sip, query="Swi"))  # the tags are added at start
     assert suggestions(sip=sip, query="Swi") == [{"key": "Switzerland", "value": "Switzerland"}]
     assert suggestions(s=sip, query="swi") == [{"key": "Switzerland", "value": "Switzerland"}]
     assert len(suggestions(sip=sip, query="tag")) == 20  # limited
@@ -596,3 +597,37 @@ def test_a_download_sip_is_its_sessions_and_for_downloads_only(alice, bob):
     refused(bob.send("GET", page.download_href("log")), 403, 406, "another session")
     refused(alice.get("download", s=page.sip), 403, 406, "download")
     refused(alice.get("download.php", s="x" * 32), 403, 406)
+
+
+# -- the lock timeout ----------------------------------------------------------------------
+
+LOCK_SECONDS = 3
+
+
+@pytest.fixture(scope="module")
+def short_locks(tmp_path_factory):
+    """A daemon whose record locks last LOCK_SECONDS."""
+    web_port = free_port()
+    config = forms_config(web_port, extra=f"[forms]\nrecord_lock_timeout_seconds = "
+                                          f"{LOCK_SECONDS}\n")
+    daemon = Daemon(tmp_path_factory.mktemp("forms-locks"), config, name="forms-locks")
+    try:
+        daemon.start()
+        yield web_port
+    finally:
+        daemon.stop()
+
+
+def test_a_lock_that_is_not_extended_frees_itself_after_its_timeout(short_locks):
+    alice, bob = User(short_locks, "alice"), User(short_locks, "bob")
+    record_id = alice.new_record("note", {"title": "timed"})
+    mine, theirs = alice.page("note", record_id), bob.page("note", record_id)
+    locked_at = time.monotonic()
+    ok(alice.dirty(mine, "lock"))
+    answer = bob.dirty(theirs, "lock").json()
+    if time.monotonic() - locked_at < LOCK_SECONDS - 0.5:  # (a slow machine may be past it)
+        assert answer["status"] == "conflict" and "until" in answer["message"], answer
+    until(lambda: bob.dirty(theirs, "lock").json()["status"] == "success",
+               timeout=LOCK_SECONDS + 10)
+    assert time.monotonic() - locked_at >= LOCK_SECONDS
+    assert alice.dirty(mine, "lock").json()["status"] == "conflict"  # bob's now
