@@ -213,7 +213,8 @@ def test_saving_a_record_answers_its_new_hash_and_stays(alice):
     record_id = alice.new_record("note", {"title": "v1"})
     page = alice.page("note", record_id)
     body = ok(alice.save(page, {"title": "v2"}))
-    assert body["redirect"] == "no"
+    assert body["redirect"] == "no" and body["alert"]["message"] == "Saved."
+    assert body["alert"]["type"] == "info" and body["alert"]["timeout"] > 0
     new_hash = body["element-update"]["recordHashMd5"]["attr"]["value"]
     assert new_hash != page.hash and alice.page("note", record_id).hash == new_hash
 
@@ -236,8 +237,9 @@ def test_a_stale_record_hash_is_refused_and_nothing_is_written(alice, bob):
             "recordHashMd5")
 
 
-def test_a_validation_failure_names_the_field(alice):
+def test_a_validation_failure_names_the_field_and_writes_nothing(alice):
     page = alice.page("note")
+    rows = alice.page("note-list").row_ids()
     cases = [({"title": ""}, "title", "required"), ({"title": "t", "size": "11"}, "size", "at most"),
              ({"title": "t", "size": "abc"}, "size", "whole number"),
              ({"title": "t", "due": "2024-13-01"}, "due", "date"),
@@ -252,6 +254,7 @@ def test_a_validation_failure_names_the_field(alice):
         assert body["status"] == "error" and body["field-name"] == field, (values, body)
         assert words in body["field-message"] and body["message"] == body["field-message"]
         assert body["redirect"] == "no"
+    assert alice.page("note-list").row_ids() == rows
 
 
 def test_a_viewer_may_not_save(port):
@@ -333,6 +336,9 @@ def test_an_exclusive_lock_conflicts_for_another_session(alice, bob):
     assert ok(alice.dirty(mine, "lock")) == {"status": "success", "message": ""}
     body = bob.dirty(theirs, "lock").json()
     assert body["status"] == "conflict" and "editing" in body["message"], body
+    assert body["alert"] == {"message": body["message"], "type": "warning", "timeout": 0,
+                             "modal": True, "buttons": [{"label": "Reload",
+                                                         "eventName": "reload", "focus": True}]}
     assert bob.dirty(theirs, "force").json()["status"] == "conflict"  # nothing to force
     refused(bob.save(theirs, {"title": "bob's"}), 403, 406, "editing")
     ok(alice.dirty(mine, "extend"))
@@ -346,6 +352,8 @@ def test_an_advisory_lock_allows_a_forced_take_over(alice, bob):
     ok(alice.dirty(mine, "lock"))
     body = bob.dirty(theirs, "lock").json()
     assert body["status"] == "conflict_allow_force" and "take it over" in body["message"]
+    assert body["alert"]["modal"] is False
+    assert [b["eventName"] for b in body["alert"]["buttons"]] == ["force", "cancel"]
     body = ok(bob.dirty(theirs, "force"))
     assert "took over" in body["message"]
     assert alice.dirty(mine, "lock").json()["status"] == "conflict_allow_force"

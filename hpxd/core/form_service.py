@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from hpxd.core import errors
 from hpxd.core.deferreds import deferred
 from hpxd.core.records import record_hash
-from hpxd.core.record_locks import NONE, SUCCESS
+from hpxd.core.record_locks import CONFLICT, CONFLICT_ALLOW_FORCE, NONE, SUCCESS
 
 DOOR = "forms"
 LOCK_ACTIONS = ("lock", "extend", "release", "force")
@@ -55,6 +55,27 @@ def record_id_of(text):
     if value < 1:
         raise errors.BadArguments("a record id must be 1 or more")
     return value
+
+
+def alert(message, kind="info", timeout=0, modal=False, buttons=()):
+    """QFQ's Alert: ``timeout`` in ms (0: until dismissed), ``buttons`` as
+    ``(label, eventName, focus)``."""
+    return {"message": message, "type": kind, "timeout": timeout, "modal": modal,
+            "buttons": [{"label": label, "eventName": event, "focus": focus}
+                        for label, event, focus in buttons]}
+
+
+def conflict_alert(answer):
+    """The dialog a lock conflict shows: modal with a reload button when
+    nothing can be forced, else one offering to take the lock over."""
+    if answer.status == CONFLICT:
+        return {"alert": alert(answer.message, "warning", modal=True,
+                               buttons=[("Reload", "reload", True)])}
+    if answer.status == CONFLICT_ALLOW_FORCE:
+        return {"alert": alert(answer.message, "warning",
+                               buttons=[("Take over", "force", False),
+                                        ("Cancel", "cancel", True)])}
+    return {}
 
 
 class FormService:
@@ -140,7 +161,7 @@ class FormService:
         if form.lock != NONE and old is not None:
             await self.node.record_locks.release(form.name, rid, session.id, form.lock,
                                                  tab=tab)
-        answer = minimal("saved", **form.evaluate(
+        answer = minimal("saved", alert=alert("Saved.", timeout=3000), **form.evaluate(
             {n: v for n, v in saved.items() if n in form.fields and v is not None}))
         answer["element-update"]["recordHashMd5"] = {"attr": {"value": record_hash(saved)}}
         answer.update(self._after_save(form, submit_reason, rid, old is None))
@@ -184,7 +205,7 @@ class FormService:
                            "reload the form", "error")
         step = {"lock": locks.lock, "extend": locks.extend, "force": locks.force}[action]
         answer = await step(form.name, rid, session.id, form.lock, hash_ or None, tab=tab)
-        return answer.as_dict()
+        return {**answer.as_dict(), **conflict_alert(answer)}
 
     # -- files -----------------------------------------------------------------------
 

@@ -62,8 +62,13 @@ def error_reply(request, error):
 
 
 def failed(request, failure):
-    """The HpxdError of ``failure``; anything else is our bug: logged, code 100."""
+    """The HpxdError of ``failure`` (a refusal: logged for the operator);
+    anything else is our bug: logged with its traceback, code 100."""
     if failure.check(errors.HpxdError):
+        log.info("{method} {path} refused: {code} {message}",
+                 method=request.method.decode("latin-1"),
+                 path=request.path.decode("latin-1")[:200], code=failure.value.code,
+                 message=failure.value.msg[:300])
         return failure.value
     log.failure("{method} {path} failed", failure, method=request.method.decode("latin-1"),
                 path=request.path.decode("latin-1"))
