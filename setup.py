@@ -36,6 +36,12 @@ setup(
         # memory as twisted.web's own form parsing would, and a malformed body
         # gets hpxd's JSON error. Pure Python, no dependencies of its own.
         "multipart>=1.2,<3",
+        # Form downloads (hpxd/core/downloads.py): thumbnails of images (Pillow),
+        # PDFs concatenated (pypdf, pure Python) and records exported as .xlsx
+        # (openpyxl, pure Python), each run in a worker thread.
+        "Pillow>=10",  # the thumbnail mode: decodes and scales images, guards bombs
+        "pypdf>=4",  # the pdf mode: joins PDF files into one
+        "openpyxl>=3.1",  # the excel mode: writes a form's records as .xlsx
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-twisted>=1.14", "happypandax-client==1.0.0",

@@ -94,6 +94,9 @@ SCHEMA = {
         "max_guest_sessions": (_pos_int, "an integer > 0", 100000),
         "purge_interval_seconds": (_pos_int, "an integer > 0", 60),
     },
+    "forms": {
+        "record_lock_timeout_seconds": (_pos_int, "an integer > 0", 900),
+    },
     "backend": {
         "kind": (lambda v: v in ("memory", "redis"), '"memory" or "redis"', "memory"),
         "redis_url": (_str, "a string", "redis://127.0.0.1:6379/0"),
@@ -141,6 +144,7 @@ class Config:
     metrics: SimpleNamespace
     processes: SimpleNamespace
     sessions: SimpleNamespace
+    forms: SimpleNamespace
     backend: SimpleNamespace
     database: SimpleNamespace
     auth: SimpleNamespace

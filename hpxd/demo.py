@@ -258,6 +258,9 @@ contact = contacts.form("contact", [
     FormField("country", typeahead=("countries", "name"), max_length=100),
     FormField("avatar", "file", label="Avatar (an image)"),
 ], lock="exclusive", caption="Contact", close_url="/forms/contact-list")
+contact.download("avatar", field="avatar")  # the image as it was uploaded
+contact.download("avatar_thumbnail", "thumbnail", field="avatar", width=96)
+contact.download("contacts_xlsx", "excel", filename="contacts.xlsx")  # every contact
 contact.table_view("contact-list", ["name", "email", "company", "country"],
                    order_field="position", caption="Contacts")
 

@@ -83,7 +83,8 @@ def build_node(config, task, reactor, hash_pool=None):
     # Files live in the records' database, which every node shares.
     node.files = Files(node, DatabaseFileStore(records.database), config.web.max_upload_bytes)
     # Record locks and SIPs live in the backend's leases, which every node shares.
-    node.record_locks = RecordLocks(backend.leases, clock=reactor)
+    node.record_locks = RecordLocks(backend.leases, config.forms.record_lock_timeout_seconds,
+                                    clock=reactor)
     node.sips = SipStore(backend.leases, backend.sessions, config.sessions.lifespan_seconds)
     node.on_session_end.append(node.sips.session_ended)
     return node, backend

@@ -128,7 +128,7 @@ def test_declaration_errors_say_what_is_wrong(fields, kwargs, message):
 def test_form_names_are_identifiers_unique_in_the_task_and_need_a_table():
     task = make_task()
     things(task).form("f", ["name"])
-    with pytest.raises(ValueError, match="the task already has a form 'f'"):
+    with pytest.raises(ValueError, match="the task already has a form or table view 'f'"):
         task.item_by_name("countries").form("f", ["name"])
     with pytest.raises(ValueError, match="must be a Python identifier"):
         things(task).form("no-dashes", ["name"])

@@ -361,3 +361,14 @@ def test_take_body_leaves_an_empty_content():
     holder = Holder()
     holder.content = original = __import__("io").BytesIO(b"body")
     assert take_body(holder) is original and holder.content.read() == b""
+
+
+def test_an_upload_path_covers_itself_and_below_it_only():
+    from hpxd.doors.web import takes_upload
+    paths = {b"upload", b"forms/api/file"}
+    assert takes_upload(b"/upload", paths) and takes_upload(b"/upload?item=3", paths)
+    assert takes_upload(b"/forms/api/file?action=upload", paths)
+    assert takes_upload(b"/forms/api/%66ile", paths)  # unquoted as twisted.web does
+    assert not takes_upload(b"/forms/api/file.php.x", paths)
+    assert not takes_upload(b"/forms/api/load", paths) and not takes_upload(b"/uploads", paths)
+    assert not takes_upload(None, paths) and not takes_upload(b"/forms", paths)

@@ -35,7 +35,8 @@ class Reply:
         body = self.raw
         if self.headers.get("content-encoding") == "gzip":
             body = gzip.decompress(body)
-        self.text = body.decode("utf-8")
+        self.body = body
+        self.text = body.decode("utf-8", "replace")  # a binary file's body: see body
 
     def json(self):
         return json.loads(self.text)

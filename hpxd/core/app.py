@@ -232,6 +232,8 @@ class Task(Item):
         self.ext_public = frozenset()  # /ext paths served without a token
         self._forms = {}  # every item's forms by name (form names are task-wide)
         self._views = {}  # every form's table views by name (hpxd.core.forms.TableView)
+        # name -> absolute directory a form's download may read (download_root())
+        self.download_roots = {}
         super().__init__(None, None, name, caption=caption)
 
     def _register(self, item):
@@ -258,6 +260,23 @@ class Task(Item):
 
     def table_view_by_name(self, name):
         return self._views.get(name)
+
+    def download_root(self, name, path):
+        """Declare the directory ``path`` (it must exist) as download root
+        ``name``: forms' downloads name files in it as ``"name:relative/path"``
+        and read nothing outside it (hpxd.core.downloads, docs/forms.md).
+        Declare roots before the forms whose downloads use them."""
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise ValueError(f"download root name {name!r} must be a Python identifier")
+        if name in self.download_roots:
+            raise ValueError(f"the task already has a download root {name!r}")
+        if not isinstance(path, (str, os.PathLike)):
+            raise ValueError(f"download root {name!r}: path must be a string")
+        path = os.path.abspath(path)
+        if not os.path.isdir(path):
+            raise ValueError(f"download root {name!r}: {path} is not an existing directory")
+        self.download_roots[name] = path
+        return path
 
     def all_functions(self):
         """Every exposed function of the tree (``Function`` objects)."""

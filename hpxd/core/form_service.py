@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from hpxd.core import errors
 from hpxd.core.deferreds import deferred
 from hpxd.core.records import record_hash
-from hpxd.core.record_locks import NONE, SUCCESS
+from hpxd.core.record_locks import CONFLICT, CONFLICT_ALLOW_FORCE, NONE, SUCCESS
 
 DOOR = "forms"
 LOCK_ACTIONS = ("lock", "extend", "release", "force")
@@ -57,6 +57,27 @@ def record_id_of(text):
     return value
 
 
+def alert(message, kind="info", timeout=0, modal=False, buttons=()):
+    """QFQ's Alert: ``timeout`` in ms (0: until dismissed), ``buttons`` as
+    ``(label, eventName, focus)``."""
+    return {"message": message, "type": kind, "timeout": timeout, "modal": modal,
+            "buttons": [{"label": label, "eventName": event, "focus": focus}
+                        for label, event, focus in buttons]}
+
+
+def conflict_alert(answer):
+    """The dialog a lock conflict shows: modal with a reload button when
+    nothing can be forced, else one offering to take the lock over."""
+    if answer.status == CONFLICT:
+        return {"alert": alert(answer.message, "warning", modal=True,
+                               buttons=[("Reload", "reload", True)])}
+    if answer.status == CONFLICT_ALLOW_FORCE:
+        return {"alert": alert(answer.message, "warning",
+                               buttons=[("Take over", "force", False),
+                                        ("Cancel", "cancel", True)])}
+    return {}
+
+
 class FormService:
     """``node.forms``: see the module's text."""
 
@@ -85,8 +106,8 @@ class FormService:
                                               [f.name for f in form.fields.values()
                                                if f.typeahead]),
                 "downloads": await self._sips(session, form, record_id, "download",
-                                              list(getattr(form, "downloads", {}))
-                                              if record_id else [])}
+                                              [d.name for d in form.downloads.values()
+                                               if record_id or not d.fields])}
 
     @deferred
     async def open_view(self, session, name):
@@ -98,7 +119,10 @@ class FormService:
                                    {"order_by": order, "limit": self._max_rows()})
         await self._stored(session)
         sip = await self.node.sips.issue(session.id, view.name, None, {"use": "table"})
-        return {"view": view, "rows": rows, "sip": sip,
+        form = view.form
+        downloads = await self._sips(session, form, None, "download",
+                                     [d.name for d in form.downloads.values() if not d.fields])
+        return {"view": view, "rows": rows, "sip": sip, "downloads": downloads,
                 "views": await self._visible_views(session, view)}
 
     # -- load, save, delete ----------------------------------------------------------
@@ -137,7 +161,7 @@ class FormService:
         if form.lock != NONE and old is not None:
             await self.node.record_locks.release(form.name, rid, session.id, form.lock,
                                                  tab=tab)
-        answer = minimal("saved", **form.evaluate(
+        answer = minimal("saved", alert=alert("Saved.", timeout=3000), **form.evaluate(
             {n: v for n, v in saved.items() if n in form.fields and v is not None}))
         answer["element-update"]["recordHashMd5"] = {"attr": {"value": record_hash(saved)}}
         answer.update(self._after_save(form, submit_reason, rid, old is None))
@@ -181,7 +205,7 @@ class FormService:
                            "reload the form", "error")
         step = {"lock": locks.lock, "extend": locks.extend, "force": locks.force}[action]
         answer = await step(form.name, rid, session.id, form.lock, hash_ or None, tab=tab)
-        return answer.as_dict()
+        return {**answer.as_dict(), **conflict_alert(answer)}
 
     # -- files -----------------------------------------------------------------------
 
@@ -219,7 +243,7 @@ class FormService:
         download the SIP names (hpxd.core.downloads)."""
         from hpxd.core.downloads import produce  # the download modes' libraries load late
         form, sip = await self._sip(session, token, "download")
-        download = getattr(form, "downloads", {}).get(sip.params.get("name"))
+        download = form.downloads.get(sip.params.get("name"))
         if download is None:
             raise errors.FunctionNotFound("this download is no longer offered: reload the page")
         record = None

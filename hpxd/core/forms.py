@@ -342,6 +342,7 @@ class Form:
         if not self.fields:
             raise ValueError(f"form {name!r}: needs at least one field")
         self.rules = []
+        self.downloads = {}  # name -> hpxd.core.downloads.Download (download())
 
     # -- declaration -----------------------------------------------------------------
 
@@ -378,6 +379,24 @@ class Form:
             self.fields[name].checks.append(fn)
             return fn
         return register
+
+    def download(self, name, mode="file", *, field=None, fields=None, path=None, paths=None,
+                 client_path=None, width=None, tail=None, output="raw", filename=None,
+                 requires="view"):
+        """Declare download ``name`` of this form (QFQ's ``download``; modes
+        file, zip, thumbnail, monitor, pdf, excel): its sources are the
+        files of file fields (``field``/``fields``), files under the task's
+        download roots (``path``/``paths``, written ``"root:relative"``) or
+        one path the client sends under root ``client_path``. Checked now
+        (ValueError); hpxd.core.downloads.produce makes it. docs/forms.md."""
+        from hpxd.core.downloads import Download  # downloads imports files: not at load
+        if name in self.downloads:
+            raise ValueError(f"form {self.name!r} already has a download {name!r}")
+        self.downloads[name] = Download(
+            self, name, mode, field=field, fields=fields, path=path, paths=paths,
+            client_path=client_path, width=width, tail=tail, output=output,
+            filename=filename, requires=requires)
+        return self.downloads[name]
 
     # -- values ----------------------------------------------------------------------
 

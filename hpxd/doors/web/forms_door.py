@@ -30,7 +30,7 @@ from hpxd.core import errors
 from hpxd.core.deferreds import deferred
 from hpxd.core.files import File
 from hpxd.core.jsonvalues import NOT_ENCODABLE, load_json, to_json
-from hpxd.doors.web import JSON_TYPE, Gzipped, PathTree
+from hpxd.doors.web import JSON_TYPE, Gzipped
 from hpxd.doors.web.cookies import keep_session, session_of
 from hpxd.doors.web.forms_pages import content_security_policy, error_page, render_page
 from hpxd.doors.web.multipart_body import MultipartForm, boundary_of
@@ -62,8 +62,13 @@ def error_reply(request, error):
 
 
 def failed(request, failure):
-    """The HpxdError of ``failure``; anything else is our bug: logged, code 100."""
+    """The HpxdError of ``failure`` (a refusal: logged for the operator);
+    anything else is our bug: logged with its traceback, code 100."""
     if failure.check(errors.HpxdError):
+        log.info("{method} {path} refused: {code} {message}",
+                 method=request.method.decode("latin-1"),
+                 path=request.path.decode("latin-1")[:200], code=failure.value.code,
+                 message=failure.value.msg[:300])
         return failure.value
     log.failure("{method} {path} failed", failure, method=request.method.decode("latin-1"),
                 path=request.path.decode("latin-1"))
@@ -349,6 +354,25 @@ class Page(resource.Resource):
         return text.encode("utf-8")
 
 
+class NotAnEndpoint(resource.Resource):
+    """A path under /forms/api/ that is no endpoint: a Minimal Response 404."""
+
+    isLeaf = True
+
+    def render(self, request):
+        return error_reply(request, errors.FunctionNotFound(
+            f"no such path {request.path.decode('latin-1')[:200]!r} (the endpoints: "
+            f"{', '.join(ENDPOINTS)})"))
+
+
+class Api(resource.Resource):
+    def getChild(self, name, request):
+        return NotAnEndpoint()
+
+    def render(self, request):
+        return NotAnEndpoint().render(request)
+
+
 class Forms(resource.Resource):
     """``/forms``: ``api/<endpoint>`` and the pages."""
 
@@ -359,7 +383,7 @@ class Forms(resource.Resource):
         super().__init__()
         origins = OriginCheck(config.web.allowed_origins)
         endpoints = Endpoints(node)
-        api = PathTree()
+        api = Api()
         for name, methods in ENDPOINTS.items():
             kind = DownloadEndpoint if name == "download" else Endpoint
             leaf = kind(node, origins, name, methods, getattr(endpoints, name))

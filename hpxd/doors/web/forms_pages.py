@@ -82,6 +82,7 @@ def render_form(page):
               if page["record_id"] else "")
     back = (f'<a class="hpxd-back" href="{a(form.close_url)}">Back to the list</a>'
             if form.close_url else "")
+    back += download_links(form, page["downloads"], lambda d: not d.fields)
     body = (f'<h1>{escape(title)}</h1>\n'
             f'<form class="hpxd-form" method="post" action="{API}save" novalidate '
             f'data-api="{API}" data-form="{a(form.name)}" '
@@ -163,13 +164,13 @@ def _radio(field, value, flags, page):
 def _file(field, value, flags, page):
     accept = ",".join(sorted(page["form"].item.upload_extensions or ()))
     links = []
-    downloads = getattr(page["form"], "downloads", {})
+    downloads = page["form"].downloads
     for name, sip in page["downloads"].items():
-        download = downloads.get(name)
-        if download is None or field.name not in _fields_of(download):
+        download = downloads[name]
+        if field.name not in download.fields:
             continue
         href = f"{API}download?s={a(sip)}"
-        if getattr(download, "mode", None) in IMAGE_MODES:
+        if download.mode in IMAGE_MODES:
             links.append(f'<img class="hpxd-thumbnail" data-download="{a(name)}" '
                          f'src="{href}" alt="{escape(field.label)}">' if value else "")
         else:
@@ -182,15 +183,16 @@ def _file(field, value, flags, page):
             + "\n".join(link for link in links if link))
 
 
-def _fields_of(download):
-    """The file fields a declared download reads (hpxd.core.downloads)."""
-    fields = getattr(download, "fields", None) or ()
-    field = getattr(download, "field", None)
-    return tuple(fields) + ((field,) if field else ())
-
-
 CONTROLS = {"text": _text, "number": _text, "date": _text, "textarea": _textarea,
             "checkbox": _checkbox, "select": _select, "radio": _radio, "file": _file}
+
+
+def download_links(form, sips, wanted):
+    """Links to the form's declared downloads that ``wanted(download)`` picks."""
+    links = [f'<a class="hpxd-download" data-download="{a(name)}" '
+             f'href="{API}download?s={a(sip)}">{escape(name.replace("_", " ").capitalize())}</a>'
+             for name, sip in sips.items() if wanted(form.downloads[name])]
+    return "".join("\n" + link for link in links)
 
 
 # -- a table view ---------------------------------------------------------------------
@@ -205,7 +207,8 @@ def render_view(page):
                       f'{escape(v["name"])}</button>{" (public)" if v["public"] else ""}</li>'
                       for v in page["views"])
     html = (f'<h1>{escape(view.caption)}</h1>\n'
-            f'<p><a class="hpxd-new" href="/forms/{a(form.name)}">New</a></p>\n'
+            f'<p><a class="hpxd-new" href="/forms/{a(form.name)}">New</a>'
+            f'{download_links(form, page["downloads"], lambda d: True)}</p>\n'
             f'<table class="hpxd-table" id="{a(view.name)}" data-api="{API}" '
             f'data-sip="{a(page["sip"])}" data-dnd="{a(view.order_field or "")}">\n'
             f'<thead><tr>{heads}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>\n'
