@@ -171,13 +171,22 @@
     return showAlert({message: answer.message, type: "error"});
   }
 
-  /* An answer of any endpoint: an error is shown; true if it succeeded. */
+  /* An answer of any endpoint: its own alert if it brings one, else an
+   * error is shown; true if it succeeded. */
   function succeeded(answer) {
-    if (answer.status === "error") {
+    var ok = answer.status !== "error";
+    if (answer.alert) {
+      showAlert(answer.alert);
+    } else if (!ok) {
       showError(answer);
-      return false;
     }
-    return true;
+    return ok;
+  }
+
+  /* The alert the server sent with ``answer``, or ``fallback`` (the seed's
+   * Alert shape) when it sent none. */
+  function alertOf(answer, fallback) {
+    return showAlert(answer.alert || fallback);
   }
 
   // -- form-update and element-update ---------------------------------------------
@@ -315,6 +324,7 @@
     this.form = form;
     this.api = form.dataset.api || "/forms/api/";
     this.loads = 0;  // the latest load: older answers arriving late are ignored
+    this.readOnlyNow = false;  // a lock conflict: nothing may change the form
     this.lock = new RecordLock(this);
     form.elements.tabUniqId.value = tabId();
     form.addEventListener("change", this.changed.bind(this));
@@ -338,7 +348,7 @@
 
   Form.prototype.changed = function (event) {
     var target = event.target;
-    if (target.type === "file" || !target.name) {
+    if (target.type === "file" || !target.name || this.readOnlyNow) {
       return;  // an upload has its own request; unnamed inputs are not the form's
     }
     this.lock.dirty();
@@ -350,8 +360,8 @@
     var self = this;
     var mine = ++this.loads;
     return post(apiUrl(this.api, "load"), formParams(this.form)).then(function (answer) {
-      if (mine !== self.loads) {
-        return;
+      if (mine !== self.loads || self.readOnlyNow) {
+        return;  // a newer load answers; or a lock conflict froze the form
       }
       if (succeeded(answer)) {
         applyUpdates(self.form, answer);
@@ -377,11 +387,8 @@
       }
       self.lock.saved();
       applyUpdates(self.form, answer);
-      if (!answer.redirect || answer.redirect === "no" ||
-          (answer.redirect === "auto" && reason === "save")) {
-        showAlert({message: answer.message || "saved", type: "info",
-                   timeout: INFO_TIMEOUT_MS, buttons: []});
-      }
+      alertOf(answer, {message: answer.message || "saved", type: "info",
+                       timeout: INFO_TIMEOUT_MS, buttons: []});
       redirect(answer, reason);
       return answer;
     });
@@ -404,7 +411,7 @@
         control.focus();
       }
     }
-    showError(answer);
+    alertOf(answer, {message: answer.message, type: "error"});
   };
 
   Form.prototype.clearErrors = function () {
@@ -423,6 +430,7 @@
   /* Everything the user could change is disabled (a lock conflict): the
    * page shows the record but cannot send changes. */
   Form.prototype.readOnly = function () {
+    this.readOnlyNow = true;
     this.form.classList.add("hpxd-readonly");
     Array.prototype.forEach.call(this.form.elements, function (el) {
       if (el.type !== "hidden") {
@@ -454,7 +462,9 @@
       .then(function (answer) {
         if (succeeded(answer)) {
           self.lock.saved();  // the record is gone, and its lock with it
-          showAlert({message: answer.message || "deleted", timeout: INFO_TIMEOUT_MS, buttons: []});
+          if (!answer.alert) {
+            showAlert({message: answer.message || "deleted", timeout: INFO_TIMEOUT_MS, buttons: []});
+          }
           redirect(answer, "close");
         }
       });
@@ -603,16 +613,17 @@
     } else if (answer.status === "conflict") {
       this.state = "refused";
       this.owner.readOnly();
-      showAlert({message: answer.message, type: "error", modal: true,
-                 buttons: [{label: "Reload", eventName: "reload", focus: true}]});
+      // The seed: a modal dialog, the form unchangeable, a way to reload.
+      alertOf(answer, {message: answer.message, type: "warning", modal: true,
+                       buttons: [{label: "Reload", eventName: "reload", focus: true}]});
     } else if (answer.status === "conflict_allow_force") {
       this.state = "refused";
-      showAlert({message: answer.message, type: "warning",
-                 buttons: [{label: "Take over", eventName: "force"},
-                           {label: "Close", eventName: "close"}]});
+      alertOf(answer, {message: answer.message, type: "warning",
+                       buttons: [{label: "Take over", eventName: "force"},
+                                 {label: "Cancel", eventName: "cancel", focus: true}]});
     } else {
       this.state = "clean";  // the next change asks again
-      showError(answer);
+      alertOf(answer, {message: answer.message, type: "error"});
     }
   };
 
@@ -931,7 +942,9 @@
         return;
       }
       self.listView(body);
-      showAlert({message: answer.message || "view saved", timeout: INFO_TIMEOUT_MS, buttons: []});
+      if (!answer.alert) {
+        showAlert({message: answer.message || "view saved", timeout: INFO_TIMEOUT_MS, buttons: []});
+      }
     });
   };
 
