@@ -230,6 +230,15 @@ def test_a_value_that_looks_like_html_is_shown_as_text(page):
     assert page.title() == "hpxd console"
 
 
+def test_the_console_links_to_the_demo_form_and_its_table(page, daemon):
+    links = page.eval_on_selector_all("#form-links a", "as => as.map(a => a.pathname)")
+    assert links == ["/forms/contact", "/forms/contact-list"]
+    page.get_by_role("link", name="a new contact").click()
+    page.wait_for_url(f"http://127.0.0.1:{daemon.web_port}/forms/contact")
+    # the form's script ran (it fills the tab id): the page works from the console's link
+    page.wait_for_function("document.querySelector('input[name=tabUniqId]').value !== ''")
+
+
 def test_a_broadcast_arrives(page):
     log_in(page)
     stream = call(page, "announce", '{"message": "hi"}')
