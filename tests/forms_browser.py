@@ -41,11 +41,12 @@ def origin(daemon):
     return f"http://127.0.0.1:{daemon.web_port}"
 
 
-def logged_in_page(browser, daemon, user, viewport=None):
+def logged_in_page(browser, daemon, user, viewport=None, password=None):
     """A new browser context logged in as ``user`` and a page of it."""
     context = browser.new_context(viewport=viewport or {"width": 1000, "height": 900})
+    password = password or USERS[user]
     answer = context.request.post(origin(daemon) + "/session",
-                                  data=json.dumps({"user": user, "password": USERS[user]}),
+                                  data=json.dumps({"user": user, "password": password}),
                                   headers={"content-type": "application/json"})
     assert answer.ok, answer.text()
     page = context.new_page()

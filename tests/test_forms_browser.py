@@ -330,3 +330,108 @@ def test_a_saved_view_is_listed_and_applied_again(pages, daemon, cookie):
     expect(name_head).to_have_attribute("aria-sort", "descending")
     expect(table.locator("th", has_text="E-mail")).to_be_hidden()
     expect(page.locator("input.hpxd-filter[data-column='3']")).to_have_value("chil")
+
+
+# -- the other lock modes and delete: tests/forms_app.py's notes ----------------------------
+
+@pytest.fixture(scope="module")
+def notes_daemon(tmp_path_factory):
+    from tests.forms_http import forms_config
+    from tests.support import free_port
+    d = Daemon(tmp_path_factory.mktemp("notes"), forms_config(free_port()), name="notes")
+    try:
+        yield d.start()
+    finally:
+        d.stop()
+
+
+@pytest.fixture
+def note_pages(browser, notes_daemon):
+    """``note_pages(user)``: as ``pages``, on the notes app (alice, bob)."""
+    from tests.forms_http import PASSWORDS
+    opened = []
+
+    def open_page(user):
+        page = logged_in_page(browser, notes_daemon, user, password=PASSWORDS[user])
+        opened.append(page)
+        return page
+
+    yield open_page
+    for page in opened:
+        assert page.errors == [], page.errors
+        page.context.close()
+
+
+def new_note(daemon, form, title):
+    from tests.forms_http import User
+    return User(daemon.web_port, "alice").new_record(form, {"title": title})
+
+
+def test_an_advisory_lock_is_taken_over_with_the_take_over_button(note_pages, notes_daemon):
+    record_id = new_note(notes_daemon, "memo", "Advisory memo")
+    alice, bob = note_pages("alice"), note_pages("bob")
+    for page in (alice, bob):
+        page.goto(url(notes_daemon, f"/forms/memo?r={record_id}"))
+        expect(page.locator("input[name=tabUniqId]")).not_to_have_value("")
+    with alice.expect_response(lambda r: "/forms/api/dirty" in r.url) as locked:
+        alice.fill("#f-title", "alice's memo")
+    assert locked.value.json()["status"] == "success"
+    with bob.expect_response(lambda r: "/forms/api/dirty" in r.url) as warned:
+        bob.fill("#f-title", "bob's memo")
+    assert warned.value.json()["status"] == "conflict_allow_force"
+    warning = bob.locator("#hpxd-alerts .hpxd-alert-warning")
+    expect(warning).to_be_visible()
+    expect(bob.locator(".hpxd-modal")).to_have_count(0)  # not modal: bob may read on
+    expect(bob.locator("#f-title")).to_be_enabled()
+    with bob.expect_response(lambda r: "action=force" in r.url) as forced:
+        warning.get_by_role("button", name="Take over").click()
+    assert forced.value.json()["status"] == "success"
+    expect(warning).to_have_count(0)
+    # alice lost the lock: her save is refused, shown as an error, and she stays
+    alice.click("button[value=save]")
+    expect(alice.locator("#hpxd-alerts .hpxd-alert-error")).to_contain_text(
+        "another user is editing this record")
+    assert alice.url.endswith(f"/forms/memo?r={record_id}")
+    bob.click("button[value=save]")
+    expect(bob.locator("#hpxd-alerts")).to_contain_text("Saved.")
+    # bob's save released the lock, but alice's form is stale now: refused again
+    alice.click("button[value=save]")
+    expect(alice.locator("#hpxd-alerts .hpxd-alert-error").last).to_contain_text(
+        "changed by someone else")
+
+
+def test_delete_asks_then_removes_the_record_and_goes_to_the_list(note_pages, notes_daemon):
+    record_id = new_note(notes_daemon, "note", "Doomed note")
+    page = note_pages("alice")
+    page.goto(url(notes_daemon, f"/forms/note?r={record_id}"))
+    expect(page.locator("input[name=tabUniqId]")).not_to_have_value("")
+    asked = []
+
+    def answer(dialog):
+        asked.append(dialog.message)
+        dialog.accept()
+    page.once("dialog", answer)
+    with page.expect_response(lambda r: "/forms/api/delete" in r.url) as deleted:
+        page.click("button[data-action=delete]")
+    assert deleted.value.ok  # its body is gone with the page it redirected away from
+    assert asked == ["Delete this record?"]
+    page.wait_for_url(url(notes_daemon, "/forms/note-list"))
+    expect(page.locator(f"#row-{record_id}")).to_have_count(0)
+    page.goto(url(notes_daemon, f"/forms/note?r={record_id}"))
+    expect(page.locator("h1")).to_have_text("Error")
+
+
+def test_a_locked_record_cannot_be_deleted_by_another_user(note_pages, notes_daemon):
+    record_id = new_note(notes_daemon, "note", "Held note")
+    alice, bob = note_pages("alice"), note_pages("bob")
+    alice.goto(url(notes_daemon, f"/forms/note?r={record_id}"))
+    with alice.expect_response(lambda r: "/forms/api/dirty" in r.url):
+        alice.fill("#f-title", "alice holds it")
+    bob.goto(url(notes_daemon, f"/forms/note?r={record_id}"))
+    expect(bob.locator("input[name=tabUniqId]")).not_to_have_value("")
+    bob.once("dialog", lambda dialog: dialog.accept())
+    with bob.expect_response(lambda r: "/forms/api/delete" in r.url) as refused:
+        bob.click("button[data-action=delete]")
+    assert refused.value.json()["code"] == 406
+    expect(bob.locator("#hpxd-alerts .hpxd-alert-error")).to_be_visible()
+    assert bob.url.endswith(f"/forms/note?r={record_id}")  # no redirect on an error
