@@ -101,6 +101,7 @@ class FormService:
         state = form.evaluate({n: v for n, v in values.items() if v is not None})
         return {"form": form, "record": record, "record_id": record_id,
                 "hash": record_hash(record) if record else "", "sip": sip,
+                "lock_timeout": getattr(self.node.record_locks, "timeout", None),
                 "state": state, "options": await self._options(session, form),
                 "typeahead": await self._sips(session, form, record_id, "typeahead",
                                               [f.name for f in form.fields.values()

@@ -9,7 +9,8 @@ Content-Security-Policy allows this server's files only.
 The markup the script relies on (its contract):
 
 - ``<form class="hpxd-form" data-api="/forms/api/" data-form="<name>"
-  data-record="<id or empty>" data-lock="exclusive|advisory|none">`` with
+  data-record="<id or empty>" data-lock="exclusive|advisory|none"
+  data-lock-timeout="<seconds a lock lives unless extended, or empty>">`` with
   the hidden inputs ``s`` (the SIP), ``recordHashMd5`` (``id`` too) and
   ``tabUniqId`` (empty: the script fills it);
 - one ``<div class="form-group" id="group-<field>" data-field="<field>">``
@@ -86,7 +87,8 @@ def render_form(page):
     body = (f'<h1>{escape(title)}</h1>\n'
             f'<form class="hpxd-form" method="post" action="{API}save" novalidate '
             f'data-api="{API}" data-form="{a(form.name)}" '
-            f'data-record="{a(page["record_id"])}" data-lock="{a(form.lock)}">\n'
+            f'data-record="{a(page["record_id"])}" data-lock="{a(form.lock)}" '
+            f'data-lock-timeout="{a(page.get("lock_timeout"))}">\n'
             f'<input type="hidden" name="s" value="{a(page["sip"])}">\n'
             f'<input type="hidden" name="recordHashMd5" id="recordHashMd5" '
             f'value="{a(page["hash"])}">\n'
