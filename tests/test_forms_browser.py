@@ -335,11 +335,16 @@ def test_a_saved_view_is_listed_and_applied_again(pages, daemon, cookie):
 
 # -- the other lock modes and delete: tests/forms_app.py's notes ----------------------------
 
+LOCK_SECONDS = 4
+
+
 @pytest.fixture(scope="module")
 def notes_daemon(tmp_path_factory):
     from tests.forms_http import forms_config
     from tests.support import free_port
-    d = Daemon(tmp_path_factory.mktemp("notes"), forms_config(free_port()), name="notes")
+    # Locks live LOCK_SECONDS unless extended: the page extends at half that.
+    text = forms_config(free_port(), extra=f"[forms]\nrecord_lock_timeout_seconds = {LOCK_SECONDS}\n")
+    d = Daemon(tmp_path_factory.mktemp("notes"), text, name="notes")
     try:
         yield d.start()
     finally:
@@ -436,3 +441,23 @@ def test_a_locked_record_cannot_be_deleted_by_another_user(note_pages, notes_dae
     assert refused.value.json()["code"] == 406
     expect(bob.locator("#hpxd-alerts .hpxd-alert-error")).to_be_visible()
     assert bob.url.endswith(f"/forms/note?r={record_id}")  # no redirect on an error
+
+
+def test_an_open_page_extends_its_lock_past_the_timeout(note_pages, notes_daemon):
+    record_id = new_note(notes_daemon, "note", "Kept note")
+    alice, bob = note_pages("alice"), note_pages("bob")
+    alice.goto(url(notes_daemon, f"/forms/note?r={record_id}"))
+    expect(alice.locator("form.hpxd-form")).to_have_attribute("data-lock-timeout",
+                                                               str(LOCK_SECONDS))
+    with alice.expect_response(lambda r: "action=lock" in r.url) as locked:
+        alice.fill("#f-title", "alice keeps it")
+    assert locked.value.json()["status"] == "success"
+    for _ in range(3):  # every LOCK_SECONDS / 2: past the lock's own lifetime
+        with alice.expect_response(lambda r: "action=extend" in r.url) as extended:
+            pass
+        assert extended.value.json()["status"] == "success"
+    bob.goto(url(notes_daemon, f"/forms/note?r={record_id}"))
+    expect(bob.locator("input[name=tabUniqId]")).not_to_have_value("")
+    with bob.expect_response(lambda r: "/forms/api/dirty" in r.url) as refused:
+        bob.fill("#f-title", "bob too")
+    assert refused.value.json()["status"] == "conflict"

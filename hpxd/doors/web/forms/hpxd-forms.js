@@ -13,7 +13,9 @@
 (function () {
   "use strict";
 
-  var LOCK_EXTEND_MS = 5 * 60 * 1000;  // well inside the server's lock timeout (15 min)
+  // A held lock is extended every 5 minutes, or at half the server's lock
+  // timeout (data-lock-timeout, seconds) when that is shorter.
+  var LOCK_EXTEND_MS = 5 * 60 * 1000;
   var TYPEAHEAD_DELAY_MS = 150;
   var INFO_TIMEOUT_MS = 3000;
   var TAB_KEY = "hpxd-tab-id";
@@ -584,6 +586,8 @@
     this.wanted = !!form.dataset.record && form.dataset.lock !== "none";
     this.state = "clean";  // clean | asking | locked | refused
     this.timer = null;
+    var timeout = Number(form.dataset.lockTimeout) * 1000;
+    this.every = timeout > 0 ? Math.max(500, Math.min(LOCK_EXTEND_MS, timeout / 2)) : LOCK_EXTEND_MS;
     window.addEventListener("pagehide", this.release.bind(this));
   }
 
@@ -609,7 +613,7 @@
     if (answer.status === "success") {
       this.state = "locked";
       clearInterval(this.timer);
-      this.timer = setInterval(function () { self.extend(); }, LOCK_EXTEND_MS);
+      this.timer = setInterval(function () { self.extend(); }, this.every);
     } else if (answer.status === "conflict") {
       this.state = "refused";
       this.owner.readOnly();
