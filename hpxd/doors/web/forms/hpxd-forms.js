@@ -80,7 +80,12 @@
     text.textContent = spec.message || (type === "error" ? "Something went wrong" : "");
     box.appendChild(text);
     var holder = spec.modal ? modalOverlay(box) : box;
-    var close = function () { holder.remove(); releaseModal(); };
+    var close = function () {  // by a button, a click, or the timeout: once
+      if (holder.isConnected) {
+        holder.remove();
+        releaseModal();
+      }
+    };
     var buttons = spec.buttons;
     if (buttons === undefined) {
       buttons = [{label: "Close", eventName: "close"}];
@@ -140,11 +145,8 @@
   }
 
   // While a modal alert is open, the page under it takes no input (inert:
-  // keyboard focus too, not only clicks the overlay catches).
-  var modalCount = 0;
-
+  // keyboard focus too, not only the clicks the overlay catches).
   function holdModal() {
-    modalCount += 1;
     var main = document.querySelector("main");
     if (main) {
       main.inert = true;
@@ -152,9 +154,8 @@
   }
 
   function releaseModal() {
-    modalCount = Math.max(0, modalCount - 1);
     var main = document.querySelector("main");
-    if (main && modalCount === 0 && !document.querySelector(".hpxd-modal")) {
+    if (main && !document.querySelector(".hpxd-modal")) {
       main.inert = false;
     }
   }
@@ -290,13 +291,25 @@
     }
   }
 
+  /* A redirect URL on this server, else null: an answer never sends the
+   * page to another site (the server checks close_url too). */
+  function sameOrigin(url) {
+    try {
+      var target = new URL(url, location.href);
+      return target.origin === location.origin ? target.href : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
   /* Obey a successful answer's redirect; never called for an error. */
   function redirect(answer, reason) {
     var kind = answer.redirect || "no";
-    if (kind === "url" && answer["redirect-url"]) {
-      location.assign(answer["redirect-url"]);
-    } else if (kind === "url-skip-history" && answer["redirect-url"]) {
-      location.replace(answer["redirect-url"]);
+    var url = answer["redirect-url"] ? sameOrigin(answer["redirect-url"]) : null;
+    if (kind === "url" && url) {
+      location.assign(url);
+    } else if (kind === "url-skip-history" && url) {
+      location.replace(url);
     } else if (kind === "close" || (kind === "auto" && /close/.test(reason || ""))) {
       goBack();
     }
