@@ -461,3 +461,16 @@ def test_an_open_page_extends_its_lock_past_the_timeout(note_pages, notes_daemon
     with bob.expect_response(lambda r: "/forms/api/dirty" in r.url) as refused:
         bob.fill("#f-title", "bob too")
     assert refused.value.json()["status"] == "conflict"
+
+
+def test_a_double_click_on_save_saves_a_new_record_once(pages, daemon):
+    page = pages()
+    open_form(page, daemon)
+    page.fill("#f-name", "Double Dora")
+    saves = []
+    page.on("request", lambda r: saves.append(r.url) if "/forms/api/save" in r.url else None)
+    page.dblclick("button[value=save]")
+    page.wait_for_url(re.compile(r"/forms/contact\?r=\d+$"))
+    assert len(saves) == 1, saves
+    page.goto(url(daemon, "/forms/contact-list"))
+    expect(page.locator("table.hpxd-table tbody tr", has_text="Double Dora")).to_have_count(1)

@@ -340,6 +340,7 @@
     this.api = form.dataset.api || "/forms/api/";
     this.loads = 0;  // the latest load: older answers arriving late are ignored
     this.readOnlyNow = false;  // a lock conflict: nothing may change the form
+    this.saving = false;  // a save is on its way
     this.lock = new RecordLock(this);
     form.elements.tabUniqId.value = tabId();
     form.addEventListener("change", this.changed.bind(this));
@@ -393,9 +394,14 @@
 
   Form.prototype.save = function (reason) {
     var self = this;
+    if (this.saving) {
+      return Promise.resolve(null);  // a double click must not save a new record twice
+    }
+    this.saving = true;
     this.clearErrors();
     var url = apiUrl(this.api, "save", {submit_reason: reason});
     return post(url, formParams(this.form)).then(function (answer) {
+      self.saving = false;
       if (answer.status === "error") {
         self.failed(answer);
         return answer;
