@@ -301,7 +301,7 @@ def test_a_drag_and_drop_reorder_persists_after_a_reload(pages, daemon, cookie):
 
 
 def test_a_saved_view_is_listed_and_applied_again(pages, daemon, cookie):
-    for name, country in (("View Vic", "Chile"), ("View Val", "Chile"), ("View Zed", "Peru")):
+    for name, country in (("View Val", "Chile"), ("View Vic", "Chile"), ("View Zed", "Peru")):
         add_contact(daemon, cookie, name=name, country=country)
     page = pages()
     page.goto(url(daemon, "/forms/contact-list"))
@@ -331,6 +331,9 @@ def test_a_saved_view_is_listed_and_applied_again(pages, daemon, cookie):
     expect(name_head).to_have_attribute("aria-sort", "descending")
     expect(table.locator("th", has_text="E-mail")).to_be_hidden()
     expect(page.locator("input.hpxd-filter[data-column='3']")).to_have_value("chil")
+    name_head.click()  # a third click: the server's order again
+    expect(name_head).to_have_attribute("aria-sort", "none")
+    expect(visible.first).to_contain_text("View Val")  # saved first, so first in order
 
 
 # -- the other lock modes and delete: tests/forms_app.py's notes ----------------------------

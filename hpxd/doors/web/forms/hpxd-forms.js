@@ -723,12 +723,16 @@
     return cell ? cell.textContent.trim() : "";
   };
 
-  // Sorting: a click sorts by that column, a second click reverses it
-  // (Tablesorter's sortList: [[column, 0 ascending | 1 descending]]).
+  // Sorting: a click sorts by that column, a second click reverses it, a
+  // third gives the server's order back (Tablesorter's sortList: [[column,
+  // 0 ascending | 1 descending]]; [] the server's order).
   Table.prototype.sortBy = function (column) {
     var now = this.sortList[0];
-    var direction = now && now[0] === column && now[1] === 0 ? 1 : 0;
-    this.sort([[column, direction]]);
+    if (!now || now[0] !== column) {
+      this.sort([[column, 0]]);
+    } else {
+      this.sort(now[1] === 0 ? [[column, 1]] : []);
+    }
   };
 
   Table.prototype.sort = function (sortList) {
@@ -846,6 +850,15 @@
     body.addEventListener("dragstart", function (event) {
       var row = event.target.closest && event.target.closest("tr[draggable]");
       if (!row) {
+        return;
+      }
+      if (self.sortList.length) {
+        // A drop places a row in the server's order, which a sorted table
+        // does not show: reordering waits until the sort is off.
+        event.preventDefault();
+        showAlert({message: "Turn the sort off (click the sorted column's head until " +
+                   "its arrow goes) to reorder rows", type: "warning",
+                   timeout: INFO_TIMEOUT_MS * 2, buttons: []});
         return;
       }
       self.dragged = row;
