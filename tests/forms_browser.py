@@ -53,6 +53,9 @@ def logged_in_page(browser, daemon, user, viewport=None, password=None):
     page.set_default_timeout(TIMEOUT_MS)
     page.errors = []
     page.on("pageerror", lambda error: page.errors.append(str(error)))
+    # the pages allow no inline script or style: a violation is a bug of the client
+    page.on("console", lambda message: page.errors.append(message.text)
+            if "Content Security Policy" in message.text else None)
     return page
 
 
