@@ -639,3 +639,20 @@ def test_a_lock_that_is_not_extended_frees_itself_after_its_timeout(short_locks)
                timeout=LOCK_SECONDS + 10)
     assert time.monotonic() - locked_at >= LOCK_SECONDS
     assert alice.dirty(mine, "lock").json()["status"] == "conflict"  # bob's now
+
+
+def test_a_record_never_takes_a_file_that_is_no_upload_to_its_form(alice):
+    page = alice.page("note")
+    body = alice.save(page, {"title": "t", "attachment": "made-up-id"}).json()
+    assert body["status"] == "error" and body["field-name"] == "attachment", body
+    assert "not a file uploaded to this form" in body["field-message"]
+
+
+def test_file_delete_never_deletes_another_records_file(alice):
+    page = alice.page("note")
+    file_id = ok(upload(alice, page, "attachment", "kept.txt", b"kept"))["file"]["id"]
+    ok(alice.save(page, {"title": "holder", "attachment": file_id}))
+    other = alice.page("note")
+    ok(alice.post("file", {"s": other.sip, "name": "attachment", "value": file_id},
+                  {"action": "delete"}))
+    assert alice.send("GET", f"/download/{file_id}").raw == b"kept"
