@@ -138,7 +138,10 @@ class FormClient(http_doors.LoadClient):
                      {"s": self.sip, "recordHashMd5": "", "tabUniqId": "", **values(self.number, 1)})
 
     def after_create(self, body):
-        self.record_id = json.loads(body)["record-id"]
+        try:
+            self.record_id = json.loads(body)["record-id"]
+        except (ValueError, KeyError, TypeError):
+            return self.fail(f"the first save made no record: {body[:300]!r}")
         self.step = "record page"
         self.request("GET", f"/forms/{FORM}?r={self.record_id}")
 
