@@ -433,7 +433,11 @@ class FormService:
         values = dict(clean)
         for view in form.table_views.values():
             order = view.order_field
-            if order and order not in values:  # a new record goes last
+            # A new record goes last. Two inserts at one instant may get the
+            # same number: rows are ordered by (order field, id), so they
+            # still show in the order they were made, and the next drag and
+            # drop renumbers the table.
+            if order and order not in values:
                 top = await self._records(session, form.item, "aggregate",
                                           {"funcs": {order: "max"}})
                 values[order] = (top.get(order) or 0) + 1
