@@ -610,14 +610,16 @@ def test_a_download_sip_is_its_sessions_and_for_downloads_only(alice, bob):
 # -- the lock timeout ----------------------------------------------------------------------
 
 LOCK_SECONDS = 3
+SIP_SECONDS = 4  # [sessions] lifespan_seconds: a SIP's time to live too
 
 
 @pytest.fixture(scope="module")
 def short_locks(tmp_path_factory):
-    """A daemon whose record locks last LOCK_SECONDS."""
+    """A daemon whose record locks last LOCK_SECONDS, sessions and SIPs SIP_SECONDS."""
     web_port = free_port()
     config = forms_config(web_port, extra=f"[forms]\nrecord_lock_timeout_seconds = "
-                                          f"{LOCK_SECONDS}\n")
+                                          f"{LOCK_SECONDS}\n[sessions]\nlifespan_seconds = "
+                                          f"{SIP_SECONDS}\n")
     daemon = Daemon(tmp_path_factory.mktemp("forms-locks"), config, name="forms-locks")
     try:
         daemon.start()
@@ -656,3 +658,15 @@ def test_file_delete_never_deletes_another_records_file(alice):
     ok(alice.post("file", {"s": other.sip, "name": "attachment", "value": file_id},
                   {"action": "delete"}))
     assert alice.send("GET", f"/download/{file_id}").raw == b"kept"
+
+
+def test_a_sip_unused_for_its_time_to_live_expires_while_its_session_lives(short_locks):
+    alice = User(short_locks, "alice")
+    page = alice.page("note")
+    issued = time.monotonic()
+    unused = page.typeahead_sip()
+    while time.monotonic() - issued < SIP_SECONDS + 1:  # the form's SIP keeps the session
+        ok(alice.post("load", {"s": page.sip}))
+        time.sleep(0.2)
+    refused(alice.get("typeahead", sip=unused, query="t"), 403, 406, "unknown or expired")
+    ok(alice.post("load", {"s": page.sip}))
