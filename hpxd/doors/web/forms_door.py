@@ -34,7 +34,7 @@ from hpxd.doors.web.cookies import keep_session, session_of
 from hpxd.doors.web.forms_pages import content_security_policy, error_page, render_page
 from hpxd.doors.web.multipart_body import MultipartForm, boundary_of
 from hpxd.doors.web.origin import OriginCheck
-from hpxd.doors.web.params import URLENCODED, content_type, raw_fields
+from hpxd.doors.web.params import URLENCODED, content_type, raw_fields, text_params
 
 DOOR = "forms"
 FILE_FIELD = "file"  # the part of a file.php upload holding the file
@@ -65,16 +65,7 @@ def params_of(request, fields=None):
     fields = raw_fields(request) if fields is None else fields
     if len(fields) > MAX_PARAMS:
         raise errors.BadArguments(f"more than {MAX_PARAMS} parameters")
-    params = {}
-    for raw_name, raw_value in fields:
-        try:
-            name, value = raw_name.decode("utf-8"), raw_value.decode("utf-8")
-        except UnicodeDecodeError:
-            raise errors.ParsingError("parameter names and values must be UTF-8") from None
-        if name in params:
-            raise errors.BadArguments(f"the parameter {name[:60]!r} is given more than once")
-        params[name] = value
-    return params
+    return text_params(fields)
 
 
 def query_params(request):
