@@ -183,11 +183,7 @@ def small_form_body(request):
         if len(data) > MAX_SMALL_BODY:
             raise errors.BadArguments("a file delete's body is too large")
         fields += parse_qsl(data, keep_blank_values=True)
-    return params_of(request, [(_b(n), _b(v)) for n, v in fields])
-
-
-def _b(text):
-    return text if isinstance(text, bytes) else text.encode("utf-8")
+    return params_of(request, fields)  # (bytes pairs: parse_qsl of bytes)
 
 
 ENDPOINTS = {  # name -> methods
