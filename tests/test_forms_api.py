@@ -610,14 +610,16 @@ def test_a_download_sip_is_its_sessions_and_for_downloads_only(alice, bob):
 # -- the lock timeout ----------------------------------------------------------------------
 
 LOCK_SECONDS = 3
+SIP_SECONDS = 4  # [sessions] lifespan_seconds: a SIP's time to live too
 
 
 @pytest.fixture(scope="module")
 def short_locks(tmp_path_factory):
-    """A daemon whose record locks last LOCK_SECONDS."""
+    """A daemon whose record locks last LOCK_SECONDS, sessions and SIPs SIP_SECONDS."""
     web_port = free_port()
     config = forms_config(web_port, extra=f"[forms]\nrecord_lock_timeout_seconds = "
-                                          f"{LOCK_SECONDS}\n")
+                                          f"{LOCK_SECONDS}\n[sessions]\nlifespan_seconds = "
+                                          f"{SIP_SECONDS}\n")
     daemon = Daemon(tmp_path_factory.mktemp("forms-locks"), config, name="forms-locks")
     try:
         daemon.start()
@@ -639,3 +641,32 @@ def test_a_lock_that_is_not_extended_frees_itself_after_its_timeout(short_locks)
                timeout=LOCK_SECONDS + 10)
     assert time.monotonic() - locked_at >= LOCK_SECONDS
     assert alice.dirty(mine, "lock").json()["status"] == "conflict"  # bob's now
+
+
+def test_a_record_never_takes_a_file_that_is_no_upload_to_its_form(alice):
+    page = alice.page("note")
+    body = alice.save(page, {"title": "t", "attachment": "made-up-id"}).json()
+    assert body["status"] == "error" and body["field-name"] == "attachment", body
+    assert "not a file uploaded to this form" in body["field-message"]
+
+
+def test_file_delete_never_deletes_another_records_file(alice):
+    page = alice.page("note")
+    file_id = ok(upload(alice, page, "attachment", "kept.txt", b"kept"))["file"]["id"]
+    ok(alice.save(page, {"title": "holder", "attachment": file_id}))
+    other = alice.page("note")
+    ok(alice.post("file", {"s": other.sip, "name": "attachment", "value": file_id},
+                  {"action": "delete"}))
+    assert alice.send("GET", f"/download/{file_id}").raw == b"kept"
+
+
+def test_a_sip_unused_for_its_time_to_live_expires_while_its_session_lives(short_locks):
+    alice = User(short_locks, "alice")
+    page = alice.page("note")
+    issued = time.monotonic()
+    unused = page.typeahead_sip()
+    while time.monotonic() - issued < SIP_SECONDS + 1:  # the form's SIP keeps the session
+        ok(alice.post("load", {"s": page.sip}))
+        time.sleep(0.2)
+    refused(alice.get("typeahead", sip=unused, query="t"), 403, 406, "unknown or expired")
+    ok(alice.post("load", {"s": page.sip}))

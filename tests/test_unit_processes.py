@@ -257,3 +257,23 @@ def test_a_lease_granted_after_the_node_stopped_is_given_back():
     real_acquire("process:tick", runner.holder, LEASE)  # Redis granted it
     answer.callback(True)
     assert leases._holder("process:tick") is None  # freed, not held until it expires
+
+
+def test_ctx_records_is_the_items_table_and_refuses_an_item_without_one():
+    task, clock = Task("t"), Clock()
+    notes = task.item("notes", fields={"title": "text"})
+    task.item("plain")
+    got = []
+
+    def process(ctx):
+        got.append(ctx.records("notes"))
+        for path in ("plain", "nosuch"):
+            with pytest.raises(errors.FunctionNotFound):
+                ctx.records(path)
+    task.process("p")(process)
+    runner = runner_for(task, clock)
+    runner.node.task = task
+    runner.node.records = SimpleNamespace(table=lambda item: ("table of", item))
+    runner.startService()
+    assert got == [("table of", notes)]
+    runner.stopService()

@@ -194,6 +194,13 @@ class Files:
             self._authorise(session, found, "view", "download from")
         return Reader(self.store, stored)
 
+    @deferred
+    async def item_path(self, file_id):
+        """The dotted path of the item an uploaded file belongs to, or None
+        when there is no such file (or it is a report's one-time file)."""
+        stored = await self.store.get(file_id)
+        return None if stored is None or stored.one_time else stored.item
+
     # -- reports ---------------------------------------------------------------------
 
     @deferred

@@ -149,6 +149,8 @@ class FormService:
         if old is not None:
             await self._not_locked_by_other(session, form, rid, tab)
         clean = form.validate(values, await self._choices(session, form, values))
+        if not isinstance(clean, list):
+            clean = await self._foreign_files(form, clean, old) or clean
         if isinstance(clean, list):
             field, message = clean[0]
             return minimal(message, "error", **{"field-name": field, "field-message": message,
@@ -234,7 +236,11 @@ class FormService:
         if file_id and file_id != saved:
             if field.clean(file_id)[1] is not None:
                 raise errors.BadArguments(f"{file_id[:40]!r} is not a file id")
-            await self.node.files.delete(session, file_id)
+            # Only an upload to this form's item that no record holds: never
+            # another record's file, nor a file of another item.
+            if (await self.node.files.item_path(file_id) == form.item.path
+                    and not await self._still_used(session, form, file_id)):
+                await self.node.files.delete(session, file_id)
         return minimal("file removed",
                        **{"form-update": [{"form-element": field.name, "value": ""}]})
 
@@ -428,7 +434,11 @@ class FormService:
         values = dict(clean)
         for view in form.table_views.values():
             order = view.order_field
-            if order and order not in values:  # a new record goes last
+            # A new record goes last. Two inserts at one instant may get the
+            # same number: rows are ordered by (order field, id), so they
+            # still show in the order they were made, and the next drag and
+            # drop renumbers the table.
+            if order and order not in values:
                 top = await self._records(session, form.item, "aggregate",
                                           {"funcs": {order: "max"}})
                 values[order] = (top.get(order) or 0) + 1
@@ -447,13 +457,37 @@ class FormService:
                                      "opened it: reload the form (your changes are not "
                                      "saved)") from None
 
+    async def _foreign_files(self, form, clean, old):
+        """``[(field, message)]`` for a file field given a file id it did not
+        hold that is no upload to this form's item (another item's file, a
+        made-up id), else None: a record never points at a file it may not."""
+        for field in form.fields.values():
+            file_id = clean.get(field.name)
+            if field.kind != "file" or not file_id or file_id == (old or {}).get(field.name):
+                continue
+            if await self.node.files.item_path(file_id) != form.item.path:
+                message = f"{field.label} is not a file uploaded to this form"
+                return [(field.name, message)]
+        return None
+
+    async def _still_used(self, session, form, file_id):
+        """Whether a record of the form's item holds ``file_id`` in a file field."""
+        for field in form.fields.values():
+            if field.kind == "file" and await self._records(
+                    session, form.item, "count", {"filters": [[field.name, "eq", file_id]]}):
+                return True
+        return False
+
     async def _files_replaced(self, session, form, old, new):
-        """After a save or delete: the files the record no longer holds."""
+        """After a save or delete: the files the record no longer holds (and
+        no other record holds either)."""
         if not old:
             return
         for field in form.fields.values():
             gone = old.get(field.name)
             if field.kind == "file" and gone and gone != new.get(field.name):
+                if await self._still_used(session, form, gone):
+                    continue
                 try:
                     await self.node.files.delete(session, gone)
                 except errors.HpxdError as e:  # the record is saved; the file stays

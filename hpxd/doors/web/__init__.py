@@ -67,10 +67,12 @@ def json_answer(request, result):
         return json_error(request, errors.UnhandledError(NOT_JSON))
 
 
-def json_later(request, d):
+def json_later(request, d, answer_with=json_answer, error_with=json_error):
     """Answer ``request`` with what the Deferred ``d`` fires with, as JSON
     (200), or with its ``HpxdError``; anything else is our bug: logged, and
     answered 100. Nothing is written to a client that hung up meanwhile.
+    ``answer_with(request, result)`` and ``error_with(request, error)``
+    write the body (a resource answering in another shape passes its own).
     Returns NOT_DONE_YET, for ``render`` to return."""
     gone = []
     request.notifyFinish().addErrback(gone.append)
@@ -84,9 +86,9 @@ def json_later(request, d):
                             method=request.method.decode("latin-1"),
                             path=request.path.decode("latin-1"))
                 error = errors.UnhandledError()
-            body = json_error(request, error)
+            body = error_with(request, error)
         else:
-            body = json_answer(request, result)
+            body = answer_with(request, result)
         if not gone:
             # As twisted.web does for a body returned at once: one write,
             # not chunked (a gzip encoder drops the header, as it must).

@@ -26,7 +26,7 @@ from hpxd.core.jsonvalues import load_json
 from hpxd.doors.web import (json_answer, json_error, json_later, request_environ,
                              wrong_method)
 from hpxd.doors.web.cookies import keep_session, session_now, session_of
-from hpxd.doors.web.params import raw_fields
+from hpxd.doors.web.params import raw_fields, text_params
 from hpxd.doors.web.origin import OriginCheck
 
 DOOR = "ajax"
@@ -49,21 +49,14 @@ def function_name(request):
 def keyword_arguments(fields):
     """``{name: value}`` from raw fields: ``\\x00`` + JSON is that JSON,
     anything else the text itself; a name given twice is refused."""
-    kwargs = {}
-    for raw_name, raw_value in fields:
-        try:
-            name, value = raw_name.decode("utf-8"), raw_value.decode("utf-8")
-        except UnicodeDecodeError:
-            raise errors.ParsingError("parameter names and values must be UTF-8") from None
-        if name in kwargs:
-            raise errors.BadArguments(f"the parameter {name!r} is given more than once")
+    kwargs = text_params(fields)
+    for name, value in kwargs.items():
         if value[:1] == JSON_MARK:
             try:
-                value = load_json(value[1:])
+                kwargs[name] = load_json(value[1:])
             except (ValueError, RecursionError) as e:
                 raise errors.JSONParseError(f"the parameter {name!r} starts with \\x00 but the "
                                             f"rest is not JSON ({str(e)[:200]})") from None
-        kwargs[name] = value
     return kwargs
 
 

@@ -23,19 +23,18 @@ from urllib.parse import parse_qsl, quote
 
 from twisted.internet import threads
 from twisted.logger import Logger
-from twisted.python.failure import Failure
-from twisted.web import resource, server
+from twisted.web import resource
 
 from hpxd.core import errors
 from hpxd.core.deferreds import deferred
 from hpxd.core.files import File
-from hpxd.core.jsonvalues import NOT_ENCODABLE, load_json, to_json
-from hpxd.doors.web import JSON_TYPE, Gzipped
+from hpxd.core.jsonvalues import load_json
+from hpxd.doors.web import Gzipped, json_answer, json_body, json_later
 from hpxd.doors.web.cookies import keep_session, session_of
 from hpxd.doors.web.forms_pages import content_security_policy, error_page, render_page
 from hpxd.doors.web.multipart_body import MultipartForm, boundary_of
 from hpxd.doors.web.origin import OriginCheck
-from hpxd.doors.web.params import URLENCODED, content_type, raw_fields
+from hpxd.doors.web.params import URLENCODED, content_type, raw_fields, text_params
 
 DOOR = "forms"
 FILE_FIELD = "file"  # the part of a file.php upload holding the file
@@ -48,56 +47,14 @@ log = Logger()
 
 # -- answers ------------------------------------------------------------------------
 
-def json_reply(request, status, body):
-    request.setResponseCode(status)
-    request.setHeader(b"content-type", JSON_TYPE)
-    request.setHeader(b"cache-control", b"no-store")
-    return to_json(body).encode("utf-8")
-
-
 def error_reply(request, error):
-    """An error of the one table as QFQ's error Minimal Response."""
-    return json_reply(request, error.http_status,
-                      {"status": "error", "message": error.msg, "code": error.code})
-
-
-def failed(request, failure):
-    """The HpxdError of ``failure`` (a refusal: logged for the operator);
-    anything else is our bug: logged with its traceback, code 100."""
-    if failure.check(errors.HpxdError):
-        log.info("{method} {path} refused: {code} {message}",
-                 method=request.method.decode("latin-1"),
-                 path=request.path.decode("latin-1")[:200], code=failure.value.code,
-                 message=failure.value.msg[:300])
-        return failure.value
-    log.failure("{method} {path} failed", failure, method=request.method.decode("latin-1"),
-                path=request.path.decode("latin-1"))
-    return errors.UnhandledError()
-
-
-def write_later(request, d, write, error=error_reply):
-    """Answer ``request`` when ``d`` fires: ``write(request, result)`` gives
-    the body; a failure ``error(request, HpxdError)`` (by default the error
-    Minimal Response). Nothing is written to a client that hung up."""
-    gone = []
-    request.notifyFinish().addErrback(gone.append)
-
-    def answer(result):
-        if isinstance(result, Failure):
-            body = error(request, failed(request, result))
-        else:
-            try:
-                body = write(request, result)
-            except NOT_ENCODABLE as e:
-                log.error("{path}: the answer is no JSON ({e})", path=request.path, e=e)
-                body = error_reply(request, errors.UnhandledError())
-        if not gone:
-            request.setHeader(b"content-length", b"%d" % len(body))
-            request.write(body)
-            request.finish()
-
-    d.addBoth(answer)
-    return server.NOT_DONE_YET
+    """An error of the one table as QFQ's error Minimal Response; logged
+    (a refusal the operator may want to see)."""
+    log.info("{method} {path} refused: {code} {message}",
+             method=request.method.decode("latin-1"), path=request.path.decode("latin-1")[:200],
+             code=error.code, message=error.msg[:300])
+    return json_body(request, error.http_status,
+                     {"status": "error", "message": error.msg, "code": error.code})
 
 
 # -- parameters ---------------------------------------------------------------------
@@ -108,16 +65,7 @@ def params_of(request, fields=None):
     fields = raw_fields(request) if fields is None else fields
     if len(fields) > MAX_PARAMS:
         raise errors.BadArguments(f"more than {MAX_PARAMS} parameters")
-    params = {}
-    for raw_name, raw_value in fields:
-        try:
-            name, value = raw_name.decode("utf-8"), raw_value.decode("utf-8")
-        except UnicodeDecodeError:
-            raise errors.ParsingError("parameter names and values must be UTF-8") from None
-        if name in params:
-            raise errors.BadArguments(f"the parameter {name[:60]!r} is given more than once")
-        params[name] = value
-    return params
+    return text_params(fields)
 
 
 def query_params(request):
@@ -160,7 +108,7 @@ class Endpoints:
     def save(self, request, session):
         if content_type(request) == b"application/json":  # Tablesorter's "save view"
             params = query_params(request)
-            return self.forms.save_view(session, params.get("s"), json_body(request))
+            return self.forms.save_view(session, params.get("s"), json_request_body(request))
         params = params_of(request)
         return self.forms.save(session, params.get("s"), form_values(params),
                                params.get("submit_reason", "save"),
@@ -214,7 +162,7 @@ class Endpoints:
                                    {k: v for k, v in params.items() if k != "r"})
 
 
-def json_body(request):
+def json_request_body(request):
     request.content.seek(0)
     try:
         return load_json(request.content.read().decode("utf-8"))
@@ -235,11 +183,7 @@ def small_form_body(request):
         if len(data) > MAX_SMALL_BODY:
             raise errors.BadArguments("a file delete's body is too large")
         fields += parse_qsl(data, keep_blank_values=True)
-    return params_of(request, [(_b(n), _b(v)) for n, v in fields])
-
-
-def _b(text):
-    return text if isinstance(text, bytes) else text.encode("utf-8")
+    return params_of(request, fields)  # (bytes pairs: parse_qsl of bytes)
 
 
 ENDPOINTS = {  # name -> methods
@@ -271,7 +215,7 @@ class Endpoint(resource.Resource):
         foreign = self.origins.refusal(request)
         if foreign is not None:
             return error_reply(request, foreign)
-        return write_later(request, self._answer(request), self.write)
+        return json_later(request, self._answer(request), self.write, error_reply)
 
     @deferred
     async def _answer(self, request):
@@ -282,7 +226,7 @@ class Endpoint(resource.Resource):
             keep_session(request, session)
 
     def write(self, request, result):
-        return json_reply(request, 200, result)
+        return json_answer(request, result)
 
 
 class DownloadEndpoint(Endpoint):
@@ -290,7 +234,7 @@ class DownloadEndpoint(Endpoint):
 
     def write(self, request, result):
         if not isinstance(result, File):
-            return json_reply(request, 200, result)
+            return json_answer(request, result)
         request.setHeader(b"content-type", result.content_type.encode("ascii", "replace"))
         request.setHeader(b"content-disposition", inline(result.name).encode("ascii"))
         request.setHeader(b"pragma", b"no-cache")
@@ -324,7 +268,7 @@ class Page(resource.Resource):
         name = request.prepath[-1].decode("utf-8", "replace")
         if request.postpath not in ([], [b""]):
             return self._html(request, 404, error_page(f"no page {request.path!r}"))
-        return write_later(request, self._page(request, name), self._write, self._error)
+        return json_later(request, self._page(request, name), self._write, self._error)
 
     @deferred
     async def _page(self, request, name):

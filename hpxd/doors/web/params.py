@@ -56,3 +56,19 @@ def _body(request):
         return b""
     request.content.seek(0)
     return request.content.read()
+
+
+def text_params(fields):
+    """``{name: text}`` from raw ``[(name, value)]`` fields; text that is
+    not UTF-8 and a name given twice are refused (a server that kept one of
+    them silently would act on what the client did not mean)."""
+    params = {}
+    for raw_name, raw_value in fields:
+        try:
+            name, value = raw_name.decode("utf-8"), raw_value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise errors.ParsingError("parameter names and values must be UTF-8") from None
+        if name in params:
+            raise errors.BadArguments(f"the parameter {name[:60]!r} is given more than once")
+        params[name] = value
+    return params
