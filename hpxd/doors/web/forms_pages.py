@@ -176,7 +176,7 @@ def _file(field, value, flags, page):
             links.append(f'<img class="hpxd-thumbnail" data-download="{a(name)}" '
                          f'src="{href}" alt="{escape(field.label)}">' if value else "")
         else:
-            links.append(f'<a data-download="{a(name)}" href="{href}"'
+            links.append(f'<a class="hpxd-download" data-download="{a(name)}" href="{href}"'
                          f'{"" if value else " hidden"}>Download</a>')
     return (f'<input type="hidden" name="{a(field.name)}" value="{a(value)}">\n'
             f'<input type="file" id="f-{a(field.name)}" data-upload-for="{a(field.name)}" '
