@@ -216,3 +216,16 @@ async def test_a_node_has_sips_and_record_locks_and_its_logout_drops_the_sips(tm
             errors.PermissionDenied)
     finally:
         await service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_session_holds_at_most_so_many_sips_on_a_node_the_oldest_go(node, sips,
+                                                                           monkeypatch):
+    monkeypatch.setattr("hpxd.core.sips.MAX_SIPS_INDEXED", 3)
+    session = await node.sessions.create(GUEST)
+    tokens = [await sips.issue(session.id, "contact") for _ in range(5)]
+    for gone in tokens[:2]:
+        assert (await failure_of(sips.resolve(gone, session.id))).check(errors.PermissionDenied)
+        assert await node.leases.lookup(name(gone)) is None
+    for kept in tokens[2:]:
+        assert (await sips.resolve(kept, session.id)).token == kept

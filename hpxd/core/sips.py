@@ -14,6 +14,8 @@ node B (Redis), and ``resolve`` refuses:
     a SIP whose session ended (logout or expiry)         SessionExpired (408)
 
 A SIP lives ``ttl`` seconds after its last use (each ``resolve`` renews it).
+A session holds at most MAX_SIPS_INDEXED SIPs issued by one node: issuing
+one more drops its oldest.
 When a session ends, its SIPs go: a logout runs ``session_ended`` (the
 node's ``on_session_end`` hook), which drops the SIPs this node issued for
 the session; those issued on other nodes, and those of a session that
@@ -35,7 +37,10 @@ MAX_TEXT = 200  # longest form name or record id accepted
 # The per-node index of issued SIPs, for dropping them at logout, is bounded:
 # what falls out of it is still refused once its session ends (see above).
 MAX_SESSIONS_INDEXED = 10000
-MAX_SIPS_INDEXED = 1000  # per session
+# A session's live SIPs issued on one node: past it, the oldest is dropped
+# (an old page's SIP then asks for the page again), so a page reloaded over
+# and over does not grow the lease store until the TTLs pass.
+MAX_SIPS_INDEXED = 1000
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,10 @@ class SipStore:
         # broken random source, and must not hand out someone else's SIP.
         if not await self.leases.acquire(name(token), session_id, self.ttl, value):
             raise errors.UnhandledError("a new SIP collided with a live one")
-        self._remember(session_id, token)
+        for old in self._remember(session_id, token):
+            # A session's SIPs on this node are bounded: a page viewed over
+            # and over must not grow the lease store until the TTLs pass.
+            await self.leases.release(name(old), session_id)
         return token
 
     @deferred
@@ -112,13 +120,18 @@ class SipStore:
             await self.leases.release(name(token), session_id)
 
     def _remember(self, session_id, token):
+        """Index ``token``; returns the session's oldest tokens past
+        MAX_SIPS_INDEXED, for the caller to drop."""
         tokens = self._issued.pop(session_id, None) or {}
         tokens[token] = None
-        if len(tokens) > MAX_SIPS_INDEXED:
-            del tokens[next(iter(tokens))]
+        evicted = []
+        while len(tokens) > MAX_SIPS_INDEXED:
+            evicted.append(next(iter(tokens)))
+            del tokens[evicted[-1]]
         self._issued[session_id] = tokens  # now the most recently used session
         if len(self._issued) > MAX_SESSIONS_INDEXED:
             del self._issued[next(iter(self._issued))]
+        return evicted
 
 
 def name(token):
