@@ -13,7 +13,7 @@ import io
 import reprlib
 from collections.abc import Mapping
 from types import MappingProxyType
-from urllib.parse import unquote_to_bytes
+from urllib.parse import quote, unquote_to_bytes
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -149,13 +149,23 @@ class RequestHeaders(Mapping):
 READ_METHODS = (b"GET", b"HEAD")
 
 
-def wrong_method(request, allowed=READ_METHODS):
+def disposition(name, kind="attachment"):
+    """``Content-Disposition`` naming ``name`` (``attachment``, or ``inline``
+    as QFQ's downloads): an ASCII fallback and the exact name (RFC 6266
+    ``filename*``)."""
+    fallback = "".join(ch if " " <= ch <= "~" and ch not in '"\\' else "_" for ch in name)
+    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def wrong_method(request, allowed=READ_METHODS, error_with=json_error):
     """The JSON 405 answer (with ``Allow``) when ``request``'s method is not
-    one of ``allowed``, else None. Every web resource refuses a method so."""
+    one of ``allowed``, else None. Every web resource refuses a method so
+    (``error_with(request, error)`` writes it, for a resource answering
+    errors in another shape)."""
     if request.method in allowed:
         return None
     request.setHeader(b"allow", b", ".join(allowed))
-    return json_error(request, errors.MethodNotAllowed(
+    return error_with(request, errors.MethodNotAllowed(
         f"{request.path.decode('latin-1')} takes {b' or '.join(allowed).decode('ascii')}, "
         f"not {request.method.decode('latin-1')}"))
 

@@ -19,8 +19,6 @@ live are the core's (``node.files``, hpxd.core.files): this module only
 speaks HTTP.
 """
 
-from urllib.parse import quote
-
 from twisted.internet import defer, threads
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
@@ -29,7 +27,7 @@ from zope.interface import implementer
 
 from hpxd.core import errors
 from hpxd.core.deferreds import deferred
-from hpxd.doors.web import NoSuchPath, json_error, json_later, wrong_method
+from hpxd.doors.web import NoSuchPath, disposition, json_error, json_later, wrong_method
 from hpxd.doors.web.cookies import keep_session, session_of
 from hpxd.doors.web.multipart_body import MultipartForm, boundary_of
 from hpxd.doors.web.origin import OriginCheck
@@ -102,13 +100,6 @@ def _closed(result, body):
 
 
 # -- GET /download/<id> -------------------------------------------------------------
-
-def disposition(name):
-    """``Content-Disposition: attachment`` naming ``name``: an ASCII
-    fallback and the exact name (RFC 6266 ``filename*``)."""
-    fallback = "".join(ch if " " <= ch <= "~" and ch not in '"\\' else "_" for ch in name)
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
-
 
 @implementer(IPushProducer)
 class Pump:

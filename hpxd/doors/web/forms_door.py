@@ -19,7 +19,7 @@ A SIP is a secret of the page that got it, bound to its session, so it is
 the CSRF token of the GET endpoints too; every POST passes the Origin check.
 """
 
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl
 
 from twisted.internet import threads
 from twisted.logger import Logger
@@ -29,7 +29,8 @@ from hpxd.core import errors
 from hpxd.core.deferreds import deferred
 from hpxd.core.files import File
 from hpxd.core.jsonvalues import load_json
-from hpxd.doors.web import Gzipped, json_answer, json_body, json_later
+from hpxd.doors.web import (Gzipped, disposition, json_answer, json_body, json_later,
+                             wrong_method)
 from hpxd.doors.web.cookies import keep_session, session_of
 from hpxd.doors.web.forms_pages import content_security_policy, error_page, render_page
 from hpxd.doors.web.multipart_body import MultipartForm, boundary_of
@@ -207,11 +208,9 @@ class Endpoint(resource.Resource):
         if request.postpath not in ([], [b""]):
             return error_reply(request, errors.FunctionNotFound(
                 f"no such path {request.path.decode('latin-1')[:200]!r}"))
-        if request.method not in self.methods:
-            request.setHeader(b"allow", b", ".join(self.methods))
-            return error_reply(request, errors.MethodNotAllowed(
-                f"{self.name} takes {b' or '.join(self.methods).decode()}, "
-                f"not {request.method.decode('latin-1')[:20]}"))
+        refused = wrong_method(request, self.methods, error_reply)
+        if refused is not None:
+            return refused
         foreign = self.origins.refusal(request)
         if foreign is not None:
             return error_reply(request, foreign)
@@ -236,18 +235,14 @@ class DownloadEndpoint(Endpoint):
         if not isinstance(result, File):
             return json_answer(request, result)
         request.setHeader(b"content-type", result.content_type.encode("ascii", "replace"))
-        request.setHeader(b"content-disposition", inline(result.name).encode("ascii"))
+        request.setHeader(b"content-disposition",
+                          disposition(result.name, "inline").encode("ascii"))
         request.setHeader(b"pragma", b"no-cache")
         request.setHeader(b"expires", b"0")
         request.setHeader(b"cache-control", b"no-store")
         request.setHeader(b"x-content-type-options", b"nosniff")
         request.setHeader(b"content-security-policy", b"sandbox")
         return bytes(result.data)
-
-
-def inline(name):
-    fallback = "".join(ch if " " <= ch <= "~" and ch not in '"\\' else "_" for ch in name)
-    return f"inline; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 # -- /forms/<name>: the pages -------------------------------------------------------
