@@ -670,3 +670,20 @@ def test_a_sip_unused_for_its_time_to_live_expires_while_its_session_lives(short
         time.sleep(0.2)
     refused(alice.get("typeahead", sip=unused, query="t"), 403, 406, "unknown or expired")
     ok(alice.post("load", {"s": page.sip}))
+
+
+def test_a_page_takes_get_and_the_forms_root_is_no_page(alice):
+    reply = alice.send("POST", "/forms/note", "x=1", FORM_TYPE)
+    assert reply.status == 405 and reply.headers["allow"] == "GET, HEAD", reply
+    assert reply.headers["content-type"] == "text/html; charset=utf-8"
+    refused(alice.send("GET", "/forms"), 404, 404, "/forms/<form>")
+    assert alice.send("GET", "/forms/note?r=1&r=2").status == 400
+
+
+def test_a_file_delete_body_must_be_small_and_urlencoded(alice):
+    page = alice.page("note")
+    refused(alice.send("POST", "/forms/api/file?action=delete", json.dumps({"s": page.sip}),
+                       {"content-type": "application/json"}), 400, 413, "urlencoded")
+    big = f"s={page.sip}&name=attachment&value=" + "x" * (64 * 1024)
+    refused(alice.send("POST", "/forms/api/file?action=delete", big, FORM_TYPE), 400, 413,
+            "too large")
